@@ -1,0 +1,1 @@
+"""tickgate gateware: Amaranth components, one concern per file, joined by streams."""

@@ -1,0 +1,1 @@
+"""tickgate host side: register map, driver, transports and the ``tickgate`` command line."""

