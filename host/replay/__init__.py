@@ -1,0 +1,1 @@
+"""``tickgate replay``: one capture through the reference model and the gateware, compared."""
