@@ -55,6 +55,9 @@ def lazy(module: str, name: str, /, **kwargs) -> CoreFactory:
 #: Name -> factory of every exportable core, used by ``tickgate verilog`` and ``tickgate synth``.
 CORES: dict[str, CoreFactory] = {
     "ingress": lazy("hdl.feed.ingress", "FeedIngress"),
+    "udp_rx": lazy("hdl.net.udp_rx", "UdpRx"),
+    "mold_rx": lazy("hdl.feed.mold_rx", "MoldRx"),
+    "itch_decode": lazy("hdl.feed.itch_decode", "ItchDecode"),
     # Register bank, control block and UART bridge at 115200 baud on the 156.25 MHz core clock.
     "control_plane": lazy("hdl.csr.plane", "ControlPlane", uart_divisor=156_250_000 // 115_200),
 }

@@ -110,7 +110,7 @@ def simulate(case: Case, *, idle: float = 0.0, backpressure: float = 0.0, seed: 
                 pending = None
                 hold_off = gap
                 ctx.set(dut.i.valid, 0)
-            busy = ctx.get(dut.busy) or pending is not None or ctx.get(dut.o.valid)
+            busy = not ctx.get(dut.idle) or pending is not None or ctx.get(dut.o.valid)
             quiet = 0 if busy or taken or emitted else quiet + 1
             if pending is None and items and isinstance(items[0], HostAction) and quiet >= QUIET:
                 action = items.pop(0)

@@ -162,6 +162,9 @@ class Book(wiring.Component):
         past the first ``depth - 1`` may show the refill in progress.
     busy : Out(1)
         A reset sweep, a clear or a refill is in progress.
+    idle : Out(1)
+        Nothing queued or in flight and no host request pending (the output FIFO may still
+        hold updates).
     hazard : Out(1)
         Sticky; an operation reached S3 while the one there was held (cannot happen by design;
         a test checks that it stays low).
@@ -192,6 +195,7 @@ class Book(wiring.Component):
             "q_addr": In(depth_query_layout(self._slot_bits, level_bits)),
             "q_data": Out(LevelLayout),
             "busy": Out(1),
+            "idle": Out(1),
             "stats": Out(stats_layout(BookStat)),
             "hazard": Out(1),
         })
@@ -307,7 +311,8 @@ class Book(wiring.Component):
         ]
         head_is_clear = queue.o.valid & (queue.o.payload.kind == BookOpKind.CLEAR)
         can_admit = Signal()
-        m.d.comb += can_admit.eq(~p1.valid & ~refill_busy & ~init_pending &
+        # A host clear request goes before any event still queued behind it.
+        m.d.comb += can_admit.eq(~p1.valid & ~refill_busy & ~init_pending & ~host_clear.any() &
                                  (clear_state == _ClearState.IDLE) &
                                  (out.level + reserved < OUT_DEPTH))
         want_second = second_live | second_pending
@@ -518,7 +523,11 @@ class Book(wiring.Component):
             m.d.comb += [orders.wr_en.eq(p3.free_way), orders.wr_index.eq(p3.oindex),
                          orders.wr_data.eq(new_order)]
         with m.Elif(sweep_on & sweep_prev_valid):
-            doomed = Cat(e.valid & sweep_mask.bit_select(e.slot, 1) for e in orders.sc_data)
+            # Clearing every slot (reset, S) frees every way, whatever it holds: after a reset
+            # the table holds what the last run left there.
+            everything = sweep_mask.all()
+            doomed = Cat(everything | (e.valid & sweep_mask.bit_select(e.slot, 1))
+                         for e in orders.sc_data)
             m.d.comb += [orders.wr_en.eq(doomed), orders.wr_index.eq(sweep_prev)]
         with m.If(order_wr_add):
             m.d.comb += [levels.wr_en.eq(Mux(levels.hit, levels.match, levels.free_way)),
@@ -694,6 +703,10 @@ class Book(wiring.Component):
         for s in range(n):
             with m.If(emit_pick[s]):
                 m.d.comb += clear_slot.eq(s)
+
+        m.d.comb += self.idle.eq(drained & (queue.level == 0) & ~flag_dirty.any() &
+                                 ~host_clear.any() & ~init_pending &
+                                 (clear_state == _ClearState.IDLE))
 
         # ---- Flags set outside the event stream ------------------------------------------------
         overflow_slots = Signal(n)

@@ -102,7 +102,7 @@ def register_blocks(n_instruments: int = N_INSTRUMENTS) -> list[Block]:
         )),
         stats_block("bridge_stats", BridgeStat, "UART register bridge counters."),
         port_block("net", UdpRxConfigLayout, rw, "Feed ingress: where the feed is sent "
-                   "(UdpRx ``config``).", {
+                   "(UdpRx ``endpoint``).", {
                        "mac": {"doc": "Destination MAC of the feed.", "fmt": Fmt.MAC},
                        "ip": {"doc": "Destination IPv4 address of the feed.",
                               "fmt": Fmt.IPV4},

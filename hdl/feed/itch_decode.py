@@ -36,12 +36,16 @@ from sim.itch_decode import (
     STAT_OF_TYPE,
     ItchDecodeStat,
 )
-from sim.itch_event import EVENT_FIELD_BITS, Side
+from sim.itch_event import EVENT_FIELD_BITS, EventKind, Side
 from sim.wire.itch import BUY_INDICATOR, HEADER_FIELDS, MESSAGE_SPECS, SELL_INDICATOR
 
 __all__ = ["ItchDecode"]
 
 _LANES = 8
+_KIND_BITS = EVENT_FIELD_BITS["kind"]
+# A kind code no event has, kept for the types that produce no event.
+_NO_EVENT = 2 ** _KIND_BITS - 1
+assert _NO_EVENT not in set(EventKind)
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,8 @@ class ItchDecode(wiring.Component):
         accept = self.i.valid & self.i.ready
 
         types = list(MESSAGE_SPECS)
+        lengths = sorted({spec.length for spec in MESSAGE_SPECS.values()})
+        event_types, side_types = list(EVENT_SOURCES), _PLAN.side_types
 
         # Per-message state, loaded by the start beat.
         busy = Signal()                    # a message is in progress
@@ -146,8 +152,16 @@ class ItchDecode(wiring.Component):
         late = Signal(_LANES)              # rotated lane j arrives one beat late: j >= 8 - lane0
         nxt = Signal(_PLAN.beats)          # one-hot: index of the message's next beat
         seq = Signal(64)
-        known = Signal()                   # the type byte is a type of the spec
-        good = Signal(len(types))          # per type: this type, at the spec's length
+        # The type byte and the length are only classified when the message ends: the type byte
+        # comes through the lane multiplexer, and a compare behind it would make the start beat
+        # the critical path. One flag per length some type has.
+        type_byte = Signal(8)
+        length_is = Signal(len(lengths))
+        # busy, and an event type: its end beat may have to wait for ``o``.
+        waits = Signal()
+        # The event kind of the type byte (``_NO_EVENT`` for types without an event): the output
+        # fields are selected from these 4 bits by one LUT each.
+        kind = Signal(_KIND_BITS)
 
         store = {k: Signal(8, name=f"byte{k}") for k in _PLAN.needed}
         side_ok = Signal()                 # the side byte is B or S
@@ -157,41 +171,47 @@ class ItchDecode(wiring.Component):
         rot_new = _rotate(beat.data, beat.start_lane)  # a message starting in this beat
 
         def writes(k):
-            """The beat being offered carries byte k of the message in progress."""
+            """The beat on the input, if accepted, carries byte k of the message in progress."""
             j, word = k % _LANES, k // _LANES
             return Mux(late[j], nxt[word + 1], nxt[word])
 
-        # The message's bytes as of the end of this beat: stored, or arriving now.
+        # The message's bytes as of the end of the beat on the input: stored, or arriving now.
         current = {}
         for k, stored in store.items():
             current[k] = Signal(8, name=f"cur{k}")
             m.d.comb += current[k].eq(Mux(writes(k), _lane(rot, k % _LANES), stored))
 
-        with m.If(accept):
-            for k, stored in store.items():
-                if k < _LANES:
-                    # Header bytes of a message starting in this beat.
-                    with m.If(beat.start & (beat.start_lane + k < _LANES)):
-                        m.d.sync += stored.eq(_lane(rot_new, k))
-                    with m.Else():
-                        m.d.sync += stored.eq(current[k])
-                else:
-                    m.d.sync += stored.eq(current[k])
-            with m.If(writes(_PLAN.side_offset)):
-                side_byte = _lane(rot, _PLAN.side_offset % _LANES)
-                m.d.sync += [
-                    side_ok.eq((side_byte == ord(BUY_INDICATOR)) |
-                               (side_byte == ord(SELL_INDICATOR))),
-                    side_sell.eq(side_byte == ord(SELL_INDICATOR)),
-                ]
+        # A byte is written whenever the beat that carries it is offered, accepted or not: the
+        # beat holds until accepted and ``nxt`` moves only then, so the last write is the accepted
+        # beat's. This keeps ``accept`` (which depends on ``o.ready``) off the store's enables.
+        # Only a message starting in a beat that may wait (it ends the previous one) must not
+        # overwrite header bytes the ending message still needs, so that write waits for accept.
+        for k, stored in store.items():
+            with m.If(writes(k)):
+                m.d.sync += stored.eq(_lane(rot, k % _LANES))
+            if k < _LANES:
+                with m.If(accept & beat.start & (beat.start_lane + k < _LANES)):
+                    m.d.sync += stored.eq(_lane(rot_new, k))
+        with m.If(writes(_PLAN.side_offset)):
+            side_byte = _lane(rot, _PLAN.side_offset % _LANES)
+            m.d.sync += [
+                side_ok.eq((side_byte == ord(BUY_INDICATOR)) |
+                           (side_byte == ord(SELL_INDICATOR))),
+                side_sell.eq(side_byte == ord(SELL_INDICATOR)),
+            ]
 
-        # Start: classify the type byte (rotated lane 0) and the length once, for the whole
-        # message.
-        type_byte = _lane(rot_new, 0)
-        type_is = {t: type_byte == MESSAGE_SPECS[t].code for t in types}
+        # Start. ``waits`` and ``kind`` are needed as soon as the next beat (which may end the
+        # message), so they are decided in every lane, before the lane multiplexer.
+        event_lane, kind_lane = [], []
+        for lane in range(_LANES):
+            is_type = {t: _lane(beat.data, lane) == MESSAGE_SPECS[t].code for t in event_types}
+            event_lane.append(Cat(is_type.values()).any())
+            kind_lane.append(Mux(event_lane[-1], _one_hot_or(
+                [(is_type[t], Const(source.kind, _KIND_BITS))
+                 for t, source in EVENT_SOURCES.items()]), _NO_EVENT))
         with m.If(accept):
             with m.If(beat.end):
-                m.d.sync += [busy.eq(0), nxt.eq(0)]
+                m.d.sync += [busy.eq(0), waits.eq(0), nxt.eq(0)]
             with m.Else():
                 m.d.sync += nxt.eq(nxt << 1)
             with m.If(beat.start):
@@ -201,63 +221,86 @@ class ItchDecode(wiring.Component):
                     late.eq(Cat(j + beat.start_lane >= _LANES for j in range(_LANES))),
                     nxt.eq(0b10),
                     seq.eq(beat.seq),
-                    known.eq(Cat(type_is.values()).any()),
-                    good.eq(Cat(type_is[t] & (beat.length == MESSAGE_SPECS[t].length)
-                                for t in types)),
+                    type_byte.eq(_lane(rot_new, 0)),
+                    length_is.eq(Cat(beat.length == length for length in lengths)),
+                    waits.eq(Cat(event_lane).bit_select(beat.start_lane, 1)),
+                    kind.eq(Cat(kind_lane).word_select(beat.start_lane, _KIND_BITS)),
                 ]
 
-        good_of = {t: good[n] for n, t in enumerate(types)}
-        side_types, event_types = _PLAN.side_types, list(EVENT_SOURCES)
+        type_is = {t: type_byte == MESSAGE_SPECS[t].code for t in types}
+        known = Cat(type_is.values()).any()
+        # Per type: this type, at the spec's length.
+        good_of = {t: type_is[t] & length_is[lengths.index(MESSAGE_SPECS[t].length)]
+                   for t in types}
+        good_any = Cat(good_of.values()).any()
         side_needed = Cat(good_of[t] for t in side_types).any()
         side_fine = ~side_needed | side_ok
         done = accept & beat.end & busy & ~beat.error
-        emit_type = Cat(good_of[t] for t in event_types).any()
-        emit = done & emit_type & side_fine
+        emit = done & Cat(good_of[t] for t in event_types).any() & side_fine
 
-        # Output register; only a beat that would emit waits for it.
-        m.d.comb += self.i.ready.eq(~(self.o.valid & ~self.o.ready & beat.end & busy &
-                                      emit_type & ~beat.error))
+        # Only the end beat of an event type waits for the output register (that of a bad length
+        # too, so that this does not wait for the length check).
+        m.d.comb += self.i.ready.eq(~(self.o.valid & ~self.o.ready & beat.end & waits &
+                                      ~beat.error))
+
+        # The payload loads whenever the output register is free, event or not: its enable is
+        # then two registered signals' worth of logic rather than the whole decision. The fields
+        # are selected by the type alone (without an event the payload is not looked at).
         event = Signal(ItchEventLayout)
+        kind_is = {t: kind == source.kind for t, source in EVENT_SOURCES.items()}
+        has_side = Cat(kind_is[t] for t in side_types).any()
+        m.d.comb += [
+            event.kind.eq(kind),
+            event.seq.eq(seq),
+            event.side.eq(Mux(has_side & side_sell, Side.SELL, Side.BUY)),
+        ]
         for name in ItchEventLayout.members:
-            m.d.comb += getattr(event, name).eq(self._event_field(name, good_of, current,
-                                                                  side_sell, seq))
+            if name in HEADER_SOURCES:
+                # Same offset in every message: no selection.
+                m.d.comb += getattr(event, name).eq(
+                    wire_field(current, _HEADER_FIELD[HEADER_SOURCES[name]]))
+            elif name not in ("kind", "seq", "side"):
+                m.d.comb += getattr(event, name).eq(_one_hot_or(
+                    [(Cat(kind_is[t] for t in flags).any(), wire_field(current, field))
+                     for field, flags in _field_sources(name).items()]))
+        with m.If(~self.o.valid | self.o.ready):
+            m.d.sync += self.o.payload.eq(event)
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(emit):
-            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(event)]
+            m.d.sync += self.o.valid.eq(1)
 
-        # Counters: every completed message exactly once.
+        # Counters: every completed message exactly once. The increment is registered first, so
+        # a counter moves two cycles after the message's last beat; none of the decision logic
+        # reaches the 48-bit adders.
+        increments = {}
         for t in types:
             fine = side_fine if t in side_types else 1
-            count(m, getattr(self.stats, STAT_OF_TYPE[t].name.lower()), done & good_of[t] & fine)
-        count(m, self.stats.bad_side, done & side_needed & ~side_ok)
-        count(m, self.stats.bad_length, done & known & ~good.any())
-        count(m, self.stats.unknown_type, done & ~known)
+            increments[STAT_OF_TYPE[t]] = done & good_of[t] & fine
+        increments[ItchDecodeStat.BAD_SIDE] = done & side_needed & ~side_ok
+        increments[ItchDecodeStat.BAD_LENGTH] = done & known & ~good_any
+        increments[ItchDecodeStat.UNKNOWN_TYPE] = done & ~known
+        for stat, when in increments.items():
+            increment = Signal(name=f"inc_{stat.name.lower()}")
+            m.d.sync += increment.eq(when)
+            count(m, getattr(self.stats, stat.name.lower()), increment)
         return m
 
-    @staticmethod
-    def _event_field(name, good_of, current, side_sell, seq):
-        """The value of event field ``name`` for whichever type the message is (0 if unset)."""
-        if name == "kind":
-            return _one_hot_or([(good_of[t], Const(source.kind, EVENT_FIELD_BITS["kind"]))
-                                for t, source in EVENT_SOURCES.items()])
-        if name == "seq":
-            return seq
-        if name == "side":
-            has_side = Cat(good_of[t] for t, source in EVENT_SOURCES.items()
-                           if "side" in source.fields).any()
-            return Mux(has_side & side_sell, Side.SELL, Side.BUY)
-        if name in HEADER_SOURCES:
-            # Same offset in every message: no selection.
-            return wire_field(current, _HEADER_FIELD[HEADER_SOURCES[name]])
-        # Group the types that read the same bytes, so each distinct source is selected once.
-        by_field = {}
-        for t, source in EVENT_SOURCES.items():
-            wire = source.fields.get(name)
-            if wire is not None:
-                by_field.setdefault(spec_of(t).field(wire), []).append(good_of[t])
-        return _one_hot_or([(Cat(flags).any(), wire_field(current, field))
-                            for field, flags in by_field.items()])
+
+def _field_sources(name):
+    """Event field ``name``'s distinct sources: ``{message field: types read from it}``.
+
+    Types that read the same bytes the same way share a source (e.g. the price of ``A``, ``F``
+    and ``C``), so each is selected once.
+    """
+    sources = {}
+    for t, source in EVENT_SOURCES.items():
+        wire = source.fields.get(name)
+        if wire is not None:
+            field = spec_of(t).field(wire)
+            key = (field.offset, field.size, field.kind)
+            sources.setdefault(key, (field, []))[1].append(t)
+    return dict(sources.values())
 
 
 def _one_hot_or(choices):

@@ -6,8 +6,8 @@ its module and listing it in :data:`COMMANDS` (the order is the order of ``tickg
 Modules import their heavy dependencies inside ``func`` so ``tickgate --help`` stays fast.
 """
 
-from host.commands import demo, generate, host, replay, synth, verilog
+from host.commands import bench, demo, generate, host, replay, synth, verilog
 
 __all__ = ["COMMANDS"]
 
-COMMANDS = [demo, replay, generate, host, verilog, synth]
+COMMANDS = [demo, replay, generate, bench, host, verilog, synth]

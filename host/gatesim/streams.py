@@ -64,17 +64,29 @@ def unpack(layout, raw: int):
 
 
 class TBBase:
-    """Clock, reset and a cycle counter shared by every testbench's ``TB`` class."""
+    """Clock, reset and the clocked loop shared by every testbench's ``TB`` class.
+
+    All drivers and monitors of a testbench run in one coroutine, woken once per rising edge:
+    first every agent samples (the values before the edge), then every agent drives the next
+    cycle. One wake-up per cycle instead of one per agent is what keeps Python from being the
+    bottleneck of a simulation, and sampling before driving keeps agents independent of order
+    even when writes take effect at once (``COCOTB_TRUST_INERTIAL_WRITES``).
+    """
 
     period_ns = 10
 
     def __init__(self, dut):
         self.dut = dut
         self.cycle = 0
+        self._agents = []
+        cocotb.start_soon(self._clocked_loop())
+
+    def attach(self, agent) -> None:
+        """Run ``agent.sample()`` and then ``agent.drive()`` after every rising edge."""
+        self._agents.append(agent)
 
     async def start(self, reset_cycles: int = 4):
         cocotb.start_soon(Clock(self.dut.clk, self.period_ns, unit="ns").start())
-        cocotb.start_soon(self._count_cycles())
         await self.reset(reset_cycles)
 
     async def reset(self, cycles: int = 4):
@@ -84,10 +96,15 @@ class TBBase:
         self.dut.rst.value = 0
         await RisingEdge(self.dut.clk)
 
-    async def _count_cycles(self):
+    async def _clocked_loop(self):
+        edge = RisingEdge(self.dut.clk)
         while True:
-            await RisingEdge(self.dut.clk)
+            await edge
             self.cycle += 1
+            for agent in self._agents:
+                agent.sample()
+            for agent in self._agents:
+                agent.drive()
 
     async def cycles(self, n: int):
         for _ in range(n):
@@ -122,9 +139,10 @@ class _Source:
         self.queue = deque()
         self.transfers = []  # (cycle, item) of each completed transfer
         self._idle = _Pauser()
-        self._busy = False
+        self._current = None
+        self._valid_now = 0
         self.valid.value = 0
-        cocotb.start_soon(self._run())
+        tb.attach(self)
 
     def set_idle(self, ratio: float, seed: int = 0):
         """Insert a random idle cycle before a transfer with probability ``ratio``."""
@@ -134,24 +152,24 @@ class _Source:
         self.queue.append(item)
 
     def idle(self) -> bool:
-        return not self.queue and not self._busy
+        return not self.queue and self._current is None
 
     async def wait_idle(self):
         while not self.idle():
             await RisingEdge(self.tb.dut.clk)
 
-    async def _run(self):
-        current = None
-        while True:
-            await RisingEdge(self.tb.dut.clk)
-            if current is not None and (self.ready is None or int(self.ready.value)):
-                self.transfers.append((self.tb.cycle, current))
-                current = None
-            if current is None and self.queue and not self._idle():
-                current = self.queue.popleft()
-                self._drive(current)
-            self.valid.value = int(current is not None)
-            self._busy = current is not None
+    def sample(self):
+        if self._current is not None and (self.ready is None or int(self.ready.value)):
+            self.transfers.append((self.tb.cycle, self._current))
+            self._current = None
+
+    def drive(self):
+        if self._current is None and self.queue and not self._idle():
+            self._current = self.queue.popleft()
+            self._drive(self._current)
+        valid = int(self._current is not None)
+        if valid != self._valid_now:
+            self.valid.value = self._valid_now = valid
 
     def _drive(self, item):
         raise NotImplementedError
@@ -166,7 +184,7 @@ class _Sink:
         self._ready_now = True
         if self.ready is not None:
             self.ready.value = 1
-        cocotb.start_soon(self._run())
+        tb.attach(self)
 
     def set_backpressure(self, ratio: float, seed: int = 0):
         """Hold ``ready`` low on a random cycle with probability ``ratio``."""
@@ -182,17 +200,18 @@ class _Sink:
             await RisingEdge(self.tb.dut.clk)
         raise TimeoutError(f"nothing received within {timeout_cycles} cycles")
 
-    async def _run(self):
-        while True:
-            await RisingEdge(self.tb.dut.clk)
-            if self._ready_now and int(self.valid.value):
-                item = self._sample()
-                if item is not None:
-                    self.queue.append(item)
-                    self.transfers.append((self.tb.cycle, item))
-            self._ready_now = not self._backpressure()
-            if self.ready is not None:
-                self.ready.value = int(self._ready_now)
+    def sample(self):
+        if self._ready_now and int(self.valid.value):
+            item = self._sample()
+            if item is not None:
+                self.queue.append(item)
+                self.transfers.append((self.tb.cycle, item))
+
+    def drive(self):
+        ready = not self._backpressure()
+        if self.ready is not None and ready != self._ready_now:
+            self.ready.value = int(ready)
+        self._ready_now = ready
 
     def _sample(self):
         raise NotImplementedError

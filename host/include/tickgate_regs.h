@@ -83,7 +83,7 @@
 #define TG_BRIDGE_STATS_JUNK 0x0110u
 #define TG_BRIDGE_STATS_JUNK_WIDTH 48u
 
-/* net: Feed ingress: where the feed is sent (UdpRx ``config``). */
+/* net: Feed ingress: where the feed is sent (UdpRx ``endpoint``). */
 #define TG_NET_BASE 0x0200u
 #define TG_NET_MAC 0x0200u
 #define TG_NET_MAC_WIDTH 48u

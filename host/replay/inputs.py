@@ -36,7 +36,8 @@ class ReplayInput:
 
     def describe(self) -> str:
         tag = f" VLAN {self.vlan}" if self.vlan is not None else ""
-        return f"{self.path.name} ({self.format}, {len(self.frames)} frames, feed {self.endpoint}{tag})"
+        return (f"{self.path.name} ({self.format}, {len(self.frames)} frames, "
+                f"feed {self.endpoint}{tag})")
 
 
 def load_capture(path: str | Path, *, ip: str | None = None, port: int | None = None,

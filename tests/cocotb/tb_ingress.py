@@ -10,15 +10,13 @@ import random
 from pathlib import Path
 
 import cocotb
-from feed_cases import good_packet, ip_with_options, mix_frames, random_frames, random_message
 
 from host.gatesim.ingress_tb import IngressTB
 from host.replay.inputs import load_capture
 from sim.capture import read_binaryfile
-from sim.feed_framer import frame_messages
+from sim.feed_framer import DEFAULT_SESSION, frame_messages
 from sim.ingress import Ingress
 from sim.udp_rx import UdpRxConfig
-from sim.feed_framer import DEFAULT_SESSION
 from sim.wire.net import (
     ETHERNET,
     IPV4,
@@ -29,6 +27,7 @@ from sim.wire.net import (
     field_value,
     with_field,
 )
+from tests.feed_cases import good_packet, ip_with_options, mix_frames, random_frames, random_message
 
 SEED = int(os.environ.get("TB_SEED", "1"))
 MESSAGES = int(os.environ.get("TB_MESSAGES", "250"))

@@ -1,0 +1,116 @@
+"""``tickgate bench``: the figures the design promises, measured and printed.
+
+Figures, not pass/fail: run it on the machine you care about. Each figure comes from running the
+real gateware (cycle counts) and the real model (messages per second).
+"""
+
+__all__ = ["register"]
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="measure latency, line rate, simulation and model speed (and Fmax)",
+        description="Generate a session, run it through the feed ingress gateware back to back "
+                    "and through the model, and print latency in cycles (last byte of a message "
+                    "in -> its event out), input stall cycles, beats per cycle, and messages per "
+                    "second of the model and of the gateware simulation. With --synth also the "
+                    "post-route Fmax of the ingress on the ULX3S 85F.")
+    parser.add_argument("--messages", type=int, default=20_000, help="messages to generate")
+    parser.add_argument("--instruments", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sim", action="append", choices=("icarus", "verilator"),
+                        help="simulator(s) to measure (repeatable; default icarus)")
+    parser.add_argument("--aapl", metavar="FILE", help="also measure the model on this ITCH file")
+    parser.add_argument("--synth", action="store_true", help="also build for the ULX3S (minutes)")
+    parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    parser.set_defaults(func=bench)
+
+
+def _model_rate(frames_or_input) -> tuple[float, int]:
+    from host.replay.runs import run_model
+
+    run = run_model(frames_or_input)
+    messages = sum(v for k, v in run.stats["itch_decode"].items()
+                   if k not in ("unknown_type", "bad_length", "bad_side"))
+    return messages / run.wall_seconds, messages
+
+
+def bench(args) -> int:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from host.replay.compare import compare
+    from host.replay.inputs import load_capture
+    from host.replay.report import latency_summary
+    from host.replay.runs import run_gateware, run_model
+    from sim.capture import write_pcap
+    from sim.generator import SessionConfig, default_instruments, generate_session
+
+    console = Console()
+    figures: dict = {}
+    with tempfile.TemporaryDirectory(prefix="tickgate-bench-") as tmp:
+        capture = Path(tmp) / "bench.pcap"
+        config = SessionConfig(seed=args.seed, messages=args.messages,
+                               instruments=default_instruments(args.instruments))
+        write_pcap(capture, generate_session(config))
+        inp = load_capture(capture)
+        model = run_model(inp)
+        rate, messages = _model_rate(inp)
+        figures["model_messages_per_s_generated"] = round(rate)
+        figures["messages"] = messages
+        if args.aapl:
+            rate, _ = _model_rate(load_capture(args.aapl))
+            figures["model_messages_per_s_aapl"] = round(rate)
+        for simulator in args.sim or ["icarus"]:
+            gateware = run_gateware(inp, simulator=simulator, expected=model)
+            lat = latency_summary(gateware.latencies)
+            figures[simulator] = {
+                "mismatches": compare(model, gateware).mismatches,
+                "latency_cycles": lat,
+                "input_beats": gateware.input_beats,
+                "input_cycles": gateware.input_cycles,
+                "stall_cycles": gateware.stall_cycles,
+                "sim_messages_per_s": round(messages / gateware.wall_seconds),
+                "sim_cycles_per_s": round(gateware.input_cycles / gateware.wall_seconds),
+            }
+    if args.synth:
+        from boards.ulx3s import build
+        from hdl.export import build_core
+
+        report = build(build_core("ingress"), Path("build/synth/ulx3s-ingress"), seed=args.seed)
+        figures["synth"] = report.to_json()
+    else:
+        report = None
+
+    table = Table(title=f"tickgate bench: feed ingress, {messages:,} generated messages",
+                  title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("model speed (generated session)",
+                  f"{figures['model_messages_per_s_generated']:,} messages/s")
+    if "model_messages_per_s_aapl" in figures:
+        table.add_row("model speed (AAPL file)",
+                      f"{figures['model_messages_per_s_aapl']:,} messages/s")
+    for simulator in args.sim or ["icarus"]:
+        f = figures[simulator]
+        lat = f["latency_cycles"] or {}
+        table.add_row(f"[{simulator}] latency, last byte in -> event out",
+                      f"min {lat.get('min')} / median {lat.get('median')} / max {lat.get('max')} "
+                      "cycles")
+        table.add_row(f"[{simulator}] input beats / cycles / stall cycles",
+                      f"{f['input_beats']:,} / {f['input_cycles']:,} / {f['stall_cycles']:,}")
+        table.add_row(f"[{simulator}] simulation speed",
+                      f"{f['sim_messages_per_s']:,} messages/s "
+                      f"({f['sim_cycles_per_s']:,} cycles/s)")
+        table.add_row(f"[{simulator}] mismatches", str(f["mismatches"]))
+    console.print(table)
+    if report is not None:
+        console.print(report.format_table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    bad = any(figures[s]["mismatches"] for s in args.sim or ["icarus"])
+    return 1 if bad else 0
