@@ -58,6 +58,8 @@ CORES: dict[str, CoreFactory] = {
     "udp_rx": lazy("hdl.net.udp_rx", "UdpRx"),
     "mold_rx": lazy("hdl.feed.mold_rx", "MoldRx"),
     "itch_decode": lazy("hdl.feed.itch_decode", "ItchDecode"),
+    # Order book: 8 slots, 16,384 orders (sim.book_mirror.BookGeometry defaults).
+    "book": lazy("hdl.book.book", "Book"),
     # Register bank, control block and UART bridge at 115200 baud on the 156.25 MHz core clock.
     "control_plane": lazy("hdl.csr.plane", "ControlPlane", uart_divisor=156_250_000 // 115_200),
 }

@@ -54,6 +54,7 @@ class Run:
     hazard: int = 0
     cycles: int = 0
     init_cycles: int = 0
+    busy_spans: list[int] = field(default_factory=list)
 
 
 def simulate(case: Case, *, idle: float = 0.0, backpressure: float = 0.0, seed: int = 0,
@@ -95,6 +96,7 @@ def simulate(case: Case, *, idle: float = 0.0, backpressure: float = 0.0, seed: 
         while ctx.get(dut.busy):
             await step()
         run.init_cycles = cycle
+        busy_since = None
         while cycle < max_cycles:
             if pending is None and items and not isinstance(items[0], HostAction):
                 if hold_off:
@@ -104,6 +106,11 @@ def simulate(case: Case, *, idle: float = 0.0, backpressure: float = 0.0, seed: 
                     ctx.set(dut.i.payload.as_value(), pack(ItchEventLayout, pending.as_dict()))
                     ctx.set(dut.i.valid, 1)
             taken, emitted = await step()
+            if ctx.get(dut.busy):
+                busy_since = cycle if busy_since is None else busy_since
+            elif busy_since is not None:
+                run.busy_spans.append(cycle - busy_since)
+                busy_since = None
             if taken:
                 run.accept_cycles.append(cycle - 1)
                 run.accept_of_seq[pending.seq] = cycle - 1
@@ -158,11 +165,32 @@ def test_random_mix_small_tables(seed):
     check(case, simulate(case, idle=0.1, backpressure=0.2, seed=seed))
 
 
+def refill_bound(g: BookGeometry) -> int:
+    """Worst-case cycles of a refill (see ``hdl/book/book.py``): 3 per set scanned, 2 per level
+    inserted, and the sequencer's own 3."""
+    return 3 * g.level_sets + 2 * (g.level_sets - 1) * g.level_ways + 3
+
+
 def test_deep_book_refills():
     case = deep_book_case(DEEP, 24, rounds=1)
     run = simulate(case)
     check(case, run)
     assert run.stats["refills"] > 0
+
+
+def test_refill_cycles_of_a_full_region():
+    """Every refill scans the whole region; the longest stays within the stated worst case."""
+    g = DEEP
+    case = full_region_case(g)
+    run = simulate(case)
+    check(case, run)
+    assert run.stats["level_full"] == 0 and run.stats["refills"] > 5
+    longest = max(run.busy_spans)
+    levels = (g.level_sets - 1) * g.level_ways
+    print(f"\nbook refill of a {levels}-level region: longest {longest} cycles, "
+          f"stated worst case {refill_bound(g)} ({refill_bound(BookGeometry())} with the "
+          f"default geometry)")
+    assert longest <= refill_bound(g)
 
 
 def test_extreme_prices():
@@ -251,6 +279,41 @@ def test_sustained_rate_is_one_event_every_two_cycles():
     print(f"\nbook sustained rate: {len(items)} events in {drain} cycles = {rate:.3f} events/cycle"
           f" (updates over {span} cycles)")
     assert 0.45 <= rate <= 0.5
+
+
+def full_region_case(g: BookGeometry) -> Case:
+    """One side holding as many levels as its region can, then emptied from the best level
+    down, so that every few events a refill scans the whole region."""
+    s = Seq()
+    loc = 7
+    prices = []
+    p = 500_000
+    while len(prices) < (g.level_sets - 1) * g.level_ways:
+        p += 1
+        if sum(g.level_set(q) == g.level_set(p) for q in prices) < g.level_ways:
+            prices.append(p)
+    # Added worst first, so that the cache keeps the best and the rest stays in the table.
+    items = [add(s, loc, 1 + k, 0, price, 10) for k, price in enumerate(sorted(prices))]
+    items += [delete(s, loc, 1 + k) for k in reversed(range(len(prices)))]
+    return Case("full-region", g, slots_by_locate(g, [loc]), items)
+
+
+@pytest.mark.parametrize("queue_depth", [512, 4])
+def test_refills_at_line_rate(queue_depth):
+    """Drop mode, an event every third cycle (about the decoder's rate at line rate), refills
+    over and over: the default queue absorbs them; a 4-entry one overflows, and the loss is
+    counted and marks the slot degraded."""
+    case = full_region_case(DEEP)
+    run = simulate(case, drop_when_full=True, gap=2, queue_depth=queue_depth)
+    assert run.hazard == 0
+    if queue_depth == 512:
+        check(case, run)
+        assert run.stats["refills"] > 5 and run.stats["overflow"] == 0
+    else:
+        assert run.stats["overflow"] > 0 and run.updates[-1]["degraded"] == 1
+        assert run.stats["events"] == case.events
+    print(f"\nbook, one event per 3 cycles, queue of {queue_depth}: "
+          f"{run.stats['refills']} refills, {run.stats['overflow']} events lost")
 
 
 def test_overflow_is_counted_and_degrades():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.book import CLEAR_CODES, TRADING, Books, BookStat
+from sim.book import Books
 from sim.book_mirror import BookGeometry
 from sim.itch_event import EventKind, ItchEvent, Side, symbol_int
 
@@ -32,6 +32,16 @@ SMALL = BookGeometry(slots=4, order_sets=64, order_ways=4, level_sets=8, level_w
 # Room for a 40-level side: deep books without level-table refusals.
 DEEP = BookGeometry(slots=2, order_sets=64, order_ways=4, level_sets=8, level_ways=8,
                     cache_levels=6, depth=3)
+
+
+GEOMETRIES = {"default": BookGeometry(), "tiny": TINY, "small": SMALL, "deep": DEEP}
+
+
+def geometry_of(spec: str) -> BookGeometry:
+    """A named geometry, or ``field=value,...`` overriding the defaults."""
+    if "=" not in spec:
+        return GEOMETRIES[spec]
+    return BookGeometry(**{k: int(v) for k, v in (kv.split("=") for kv in spec.split(","))})
 
 
 @dataclass(frozen=True)
@@ -347,8 +357,3 @@ def test_full_table_case_fills_the_table():
     _, stats = case.expected()
     assert stats["table_full"] == TINY.order_capacity - 1
     assert stats["level_full"] == 0
-
-
-def test_clear_codes_are_the_start_and_end_of_messages():
-    assert CLEAR_CODES == (ord("O"), ord("C")) and TRADING == ord("T")
-    assert BookStat.UPDATES.name.lower() == "updates"

@@ -13,7 +13,7 @@ that same cycle, which is what keeps the book's latency short. In the second (*p
 row, count, flag and head are computed and written. A new operation may start every other cycle.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -61,9 +61,12 @@ class LevelCache(wiring.Component):
         The operation leaves its side short of cached levels while more may exist.
     worst : Out(PRICE_BITS)
         Price of the worst cached level of the selected side.
+    full : Out(1)
+        The selected side caches ``size`` levels.
     fill_start, fill_end : In(1)
         Bracket a refill of the selected side: ``fill_end`` sets the side's uncached flag when
-        some ``INSERT`` in between found the row full.
+        some ``INSERT`` in between found the row full, or ``fill_skipped`` was raised (the refill
+        left out a level that could not have entered the full row).
     clear : In(slots)
         Empty both sides of these slots (at the end of this cycle).
     heads : Out(ArrayLayout(ArrayLayout(LevelLayout, 2), slots))
@@ -98,7 +101,9 @@ class LevelCache(wiring.Component):
             "changed": Out(1),
             "refill": Out(1),
             "worst": Out(PRICE_BITS),
+            "full": Out(1),
             "fill_start": In(1),
+            "fill_skipped": In(1),
             "fill_end": In(1),
             "clear": In(slots),
             "heads": Out(data.ArrayLayout(data.ArrayLayout(LevelLayout, 2), slots)),
@@ -121,11 +126,20 @@ class LevelCache(wiring.Component):
         host_rd = host_rows.read_port()
         host_wr = host_rows.write_port()
 
-        flags = Signal(n_rows)
-        heads = Signal(data.ArrayLayout(LevelLayout, n_rows))
+        # One small register per side rather than wide vectors indexed by address: state is
+        # written one side at a time, and event-driven simulators re-evaluate a wide vector's
+        # whole next-state logic on every change of any of its inputs.
+        flags = [Signal(name=f"uncached_{r}") for r in range(n_rows)]
+        heads = [Signal(LevelLayout, name=f"head_{r}") for r in range(n_rows)]
+        counts = [Signal(range(size + 1), name=f"count_{r}") for r in range(n_rows)]
         for s in range(self._slots):
             for side in range(2):
                 m.d.comb += self.heads[s][side].eq(heads[2 * s + side])
+        for r in range(n_rows):
+            m.d.comb += self.counts[r].eq(counts[r])
+        flag_of = Array(flags)
+        head_of = Array(heads)
+        count_of = Array(counts)
 
         # Phase B registers.
         b_valid = Signal()
@@ -152,7 +166,7 @@ class LevelCache(wiring.Component):
         # ---- Phase A ---------------------------------------------------------------------------
         count = Signal(range(size + 1))
         flag = Signal()
-        m.d.comb += [count.eq(self.counts[a_addr]), flag.eq(flags.bit_select(a_addr, 1))]
+        m.d.comb += [count.eq(count_of[a_addr]), flag.eq(flag_of[a_addr])]
         price, qty = self.a_price, self.a_qty
         bid = self.a_side == 0
         is_add = self.a_op == CacheOp.ADD
@@ -186,7 +200,7 @@ class LevelCache(wiring.Component):
             not_cached.eq(is_add & ~match.any() & ~better.any() & ~append),
         ]
 
-        head = heads[a_addr]
+        head = head_of[a_addr]
         head0_new = (insert & better[0]) | (append & (count == 0))
         with m.If(head0_new):
             m.d.comb += [self.new_head.price.eq(price), self.new_head.shares.eq(qty)]
@@ -208,7 +222,7 @@ class LevelCache(wiring.Component):
         worst = Const(0, PRICE_BITS)
         for i in range(size):
             worst = Mux(count == i + 1, row[i].price, worst)
-        m.d.comb += self.worst.eq(worst)
+        m.d.comb += [self.worst.eq(worst), self.full.eq(full)]
 
         m.d.sync += b_valid.eq(self.a_op != CacheOp.NONE)
         with m.If(self.a_op != CacheOp.NONE):
@@ -226,24 +240,27 @@ class LevelCache(wiring.Component):
         from_removal = Signal(size)
         for i in range(size):
             m.d.comb += from_removal[i].eq(b_match[:i + 1].any())
-        new_row = Signal(row_layout)
         new_level = Signal(LevelLayout)
         m.d.comb += [new_level.price.eq(b_price), new_level.shares.eq(b_qty)]
+        new_entries = []
         for i in range(size):
             here = row[i]
+            entry = Signal(LevelLayout, name=f"new_entry_{i}")
+            new_entries.append(entry)
             shares = Mux(subtract, here.shares - b_qty, here.shares + b_qty)
             with m.If((b_insert & first_better[i]) | (b_append & (b_count == i))):
-                m.d.comb += new_row[i].eq(new_level)
+                m.d.comb += entry.eq(new_level)
             if i > 0:
                 with m.Elif(b_insert & after_insert[i]):
-                    m.d.comb += new_row[i].eq(row[i - 1])
+                    m.d.comb += entry.eq(row[i - 1])
             if i + 1 < size:
                 with m.Elif(b_removal & from_removal[i]):
-                    m.d.comb += new_row[i].eq(row[i + 1])
+                    m.d.comb += entry.eq(row[i + 1])
             with m.Elif(b_update & b_match[i]):
-                m.d.comb += [new_row[i].price.eq(here.price), new_row[i].shares.eq(shares)]
+                m.d.comb += [entry.price.eq(here.price), entry.shares.eq(shares)]
             with m.Else():
-                m.d.comb += new_row[i].eq(here)
+                m.d.comb += entry.eq(here)
+        new_row = Cat(*new_entries)
         b_full = b_count == size
         new_count = Signal(range(size + 1))
         m.d.comb += new_count.eq(b_count + (b_insert & ~b_full) + b_append - b_removal)
@@ -254,31 +271,26 @@ class LevelCache(wiring.Component):
             wr.data.eq(new_row),
             wr.en.eq(b_valid),
             host_wr.addr.eq(b_addr),
-            host_wr.data.eq(new_row.as_value()[:depth * LevelLayout.size]),
+            host_wr.data.eq(new_row[:depth * LevelLayout.size]),
             host_wr.en.eq(b_valid),
         ]
-        with m.If(b_valid):
-            m.d.sync += self.counts[b_addr].eq(new_count)
-            with m.If(new_count == 0):
-                m.d.sync += heads[b_addr].eq(0)
-            with m.Else():
-                m.d.sync += heads[b_addr].eq(new_row[0])
-            with m.If((b_op == CacheOp.ADD) & ((b_insert & b_full) | b_not_cached)):
-                m.d.sync += flags.bit_select(b_addr, 1).eq(1)
-            with m.If((b_op == CacheOp.INSERT) & b_full):
-                m.d.sync += fill_overflow.eq(1)
+        for r in range(n_rows):
+            here_b = b_valid & (b_addr == r)
+            with m.If(here_b):
+                m.d.sync += [counts[r].eq(new_count),
+                             heads[r].eq(Mux(new_count == 0, 0, new_entries[0].as_value()))]
+                with m.If((b_op == CacheOp.ADD) & ((b_insert & b_full) | b_not_cached)):
+                    m.d.sync += flags[r].eq(1)
+            with m.If(self.fill_end & (a_addr == r)):
+                m.d.sync += flags[r].eq(fill_overflow)
+            with m.If(self.clear[r // 2]):
+                m.d.sync += [counts[r].eq(0), flags[r].eq(0), heads[r].eq(0)]
+        with m.If(b_valid & (b_op == CacheOp.INSERT) & b_full):
+            m.d.sync += fill_overflow.eq(1)
+        with m.If(self.fill_skipped):
+            m.d.sync += fill_overflow.eq(1)
         with m.If(self.fill_start):
             m.d.sync += fill_overflow.eq(0)
-        with m.If(self.fill_end):
-            m.d.sync += flags.bit_select(a_addr, 1).eq(fill_overflow)
-        for s in range(self._slots):
-            with m.If(self.clear[s]):
-                for side in range(2):
-                    m.d.sync += [
-                        self.counts[2 * s + side].eq(0),
-                        flags[2 * s + side].eq(0),
-                        heads[2 * s + side].eq(0),
-                    ]
 
         # ---- Host read-out ---------------------------------------------------------------------
         q_level = Signal.like(self.q_addr.level)
@@ -287,7 +299,7 @@ class LevelCache(wiring.Component):
         m.d.comb += host_rd.addr.eq(q_addr)
         m.d.sync += [
             q_level.eq(self.q_addr.level),
-            q_valid.eq((self.q_addr.level < self.counts[q_addr]) & (self.q_addr.level < depth)),
+            q_valid.eq((self.q_addr.level < count_of[q_addr]) & (self.q_addr.level < depth)),
         ]
         with m.If(q_valid):
             for k in range(depth):

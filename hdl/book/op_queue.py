@@ -1,13 +1,14 @@
 """The queue in front of the book's pipeline: absorbs bursts, and counts what it cannot hold.
 
-The pipeline takes one operation every other cycle and stops for refills and clears, while the
-decoder may deliver an event every few cycles; this queue sits between them. When it is empty an
-operation passes straight through in the same cycle, so it adds no latency.
+The pipeline takes one operation every other cycle and stops for refills (up to about 1,200
+cycles) and clears, while the decoder may deliver an event every three cycles or so; this queue
+sits between them. When it is empty an operation passes straight through in the same cycle, so it
+adds no latency; otherwise operations wait in block RAM.
 """
 
-from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
+from amaranth.hdl import Module, Mux
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.stream import Signature
 from amaranth.lib.wiring import In, Out
 
@@ -22,7 +23,7 @@ class OpQueue(wiring.Component):
     shape : shape-castable
         Payload shape.
     depth : int
-        Entries held (distributed RAM).
+        Entries held (``amaranth.lib.fifo.SyncFIFOBuffered``: block RAM when large).
     drop_when_full : bool
         True: ``i.ready`` is always high and a payload arriving when the queue is full is dropped
         and reported on ``overflow``. False: ``i.ready`` is low while the queue is full.
@@ -32,7 +33,8 @@ class OpQueue(wiring.Component):
     i : In(stream.Signature(shape))
     o : Out(stream.Signature(shape))
         Empty queue: ``o`` shows ``i`` in the same cycle (0 cycles latency); otherwise the oldest
-        entry. One transfer per cycle on each side.
+        entry (an entry written to an empty queue that was not taken at once is shown from the
+        second cycle after). One transfer per cycle on each side.
     overflow : Out(1)
         A payload was dropped this cycle (only with ``drop_when_full``); ``dropped`` is it.
     dropped : Out(shape)
@@ -54,37 +56,27 @@ class OpQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        depth = self._depth
-        m.submodules.mem = mem = Memory(shape=self._shape, depth=depth, init=[])
-        wp = mem.write_port()
-        rp = mem.read_port(domain="comb")
-        head = Signal(range(depth))
-        tail = Signal(range(depth))
+        width = data.Layout.cast(self._shape).size if isinstance(
+            self._shape, data.Layout) else len(self._shape)
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=self._depth)
 
-        empty = self.level == 0
-        full = self.level == depth
+        # Entries in flight inside the FIFO count in ``level`` before ``r_rdy`` shows them, so
+        # the bypass never overtakes them.
+        empty = fifo.level == 0
+        full = ~fifo.w_rdy
         m.d.comb += [
-            rp.addr.eq(head),
-            self.o.valid.eq(~empty | self.i.valid),
-            self.o.payload.eq(Mux(empty, self.i.payload, rp.data)),
+            self.level.eq(fifo.level),
+            self.o.valid.eq(Mux(empty, self.i.valid, fifo.r_rdy)),
+            self.o.payload.eq(Mux(empty, self.i.payload, fifo.r_data)),
             self.i.ready.eq(1 if self._drop else ~full),
             self.dropped.eq(self.i.payload),
+            fifo.r_en.eq(~empty & self.o.ready),
         ]
-        take = self.o.valid & self.o.ready
-        bypass = empty & take
+        bypass = empty & self.o.ready
         arrive = self.i.valid & self.i.ready
-        push = Signal()
         m.d.comb += [
-            push.eq(arrive & ~bypass & ~full),
+            fifo.w_data.eq(self.i.payload),
+            fifo.w_en.eq(arrive & ~bypass & ~full),
             self.overflow.eq(arrive & ~bypass & full),
-            wp.addr.eq(tail),
-            wp.data.eq(self.i.payload),
-            wp.en.eq(push),
         ]
-        pop = take & ~empty
-        with m.If(push):
-            m.d.sync += tail.eq(Mux(tail == depth - 1, 0, tail + 1))
-        with m.If(pop):
-            m.d.sync += head.eq(Mux(head == depth - 1, 0, head + 1))
-        m.d.sync += self.level.eq(self.level + push - pop)
         return m

@@ -8,7 +8,7 @@ lookup's result, so that its user may treat every lookup as if the operations be
 completed.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -171,14 +171,13 @@ class SetTable(wiring.Component):
                     self.match[w].eq(base_match[w]),
                     self.free[w].eq(base_free[w]),
                 ]
-        hit_entry = Const(0, len(self.hit_entry.as_value()))
+        # Keys are unique within a set, so at most one way matches.
         for w in range(ways):
-            hit_entry = hit_entry | (self.entries[w].as_value() &
-                                     self.match[w].replicate(len(hit_entry)))
+            with m.If(self.match[w]):
+                m.d.comb += self.hit_entry.eq(self.entries[w])
         free_way = first_one(m, self.free, "free_way_onehot")
         m.d.comb += [
             self.hit.eq(self.match.any()),
-            self.hit_entry.eq(hit_entry),
             self.free_way.eq(free_way),
             self.any_free.eq(self.free.any()),
         ]

@@ -68,7 +68,8 @@ _COUNT_AHEAD = 2
 _IP = {v: header_pos(IPV4, v) for v in _VARIANTS}
 assert all(pos.offset % 2 == 0 for pos in _IP.values())
 _WORD = 16
-# The checksum test is registered as this many partial ANDs in the header's last beat.
+_DST = {v: field_pos(IPV4, "dst", v) for v in _VARIANTS}
+# The checksum test's bits are registered as this many partial ANDs.
 _CHECKSUM_GROUPS = 4
 
 
@@ -241,37 +242,54 @@ class UdpRx(wiring.Component):
         # From the IPv4 total length, registered in its beat: the expected UDP length and where
         # the last payload byte will be (beat index and lane).
         total_byte = byte_source(_TOTAL_BEAT)
-        total = by_variant(lambda v: be_value(_TOTAL[v], total_byte))
+        totals = {v: be_value(_TOTAL[v], total_byte) for v in _VARIANTS}
         udp_length_expected = Signal(16)
         end_beat = Signal(_INDEX_BITS)
         end_lanes = Signal(BEAT_BYTES)  # lanes up to the last payload byte's, in its beat
         end_lane_bit = Signal(BEAT_BYTES)  # the last payload byte's lane, one-hot
         empty_payload = Signal()
-        last_offset = Signal(_INDEX_BITS + _LANE_BITS)
-        m.d.comb += last_offset.eq(total + by_variant(lambda v: eth_header_length(v) - 1))
-        end_lane = last_offset[:_LANE_BITS]
+        def end_lane_in(lanes: range) -> Value:
+            # From the low bits of the length field, not through the adder's carry chain.
+            def matches(v: bool) -> Value:
+                low = totals[v][:_LANE_BITS]
+                offset = eth_header_length(v) - 1
+                return Cat(*(low == (lane - offset) % BEAT_BYTES for lane in lanes)).any()
+            return by_variant(matches)
+
+        # Per variant, then selected: the tag flag is a register, so it only adds a LUT after
+        # each carry chain.
         with m.If(at[_TOTAL_BEAT]):
             m.d.sync += [
-                udp_length_expected.eq(total - IPV4.size),
-                end_beat.eq(last_offset >> _LANE_BITS),
-                end_lanes.eq(Cat(*(end_lane >= lane for lane in range(BEAT_BYTES)))),
-                end_lane_bit.eq(Cat(*(end_lane == lane for lane in range(BEAT_BYTES)))),
-                empty_payload.eq(total == IPV4.size + UDP.size),
+                udp_length_expected.eq(by_variant(lambda v: totals[v] - IPV4.size)),
+                end_beat.eq(by_variant(lambda v: (totals[v] + eth_header_length(v) - 1)
+                                       >> _LANE_BITS)),
+                end_lanes.eq(Cat(*(end_lane_in(range(lane, BEAT_BYTES))
+                                   for lane in range(BEAT_BYTES)))),
+                end_lane_bit.eq(Cat(*(end_lane_in(range(lane, lane + 1))
+                                      for lane in range(BEAT_BYTES)))),
+                empty_payload.eq(by_variant(lambda v: totals[v] == IPV4.size + UDP.size)),
             ]
 
-        # Header checks: (reason, beat completing the fields, tag variant or None, failed).
+        # Header checks: (reason, beat completing the fields, tag variant or None, failed, and
+        # for an equality check the (value, expected) pair).
         checks = []
 
-        def check(reason, fields, failed, after=None):
+        def check(reason, fields, failed=None, after=None, equals=None):
             pos = {v: [field_pos(header, name, v) for header, name in fields] for v in _VARIANTS}
             for vlan_variant in ((None,) if pos[False] == pos[True] else _VARIANTS):
                 where: list[FramePos] = pos[bool(vlan_variant)]
                 beat = max(p.last_beat for p in where)
                 assert after is None or beat > after, "a precomputed value would not be ready"
                 values = [be_value(p, byte_source(beat)) for p in where]
-                checks.append((reason, beat, vlan_variant, failed(*values)))
+                if equals is None:
+                    checks.append((reason, beat, vlan_variant, failed(*values), None))
+                else:
+                    (value,) = values
+                    # (XOR rather than !=, which synthesis may merge into a subtractor.)
+                    checks.append((reason, beat, vlan_variant, (value ^ equals).any(),
+                                   (value, equals)))
 
-        check(UdpRxStat.MAC, [(ETHERNET, "dst")], lambda dst: dst != endpoint.mac)
+        check(UdpRxStat.MAC, [(ETHERNET, "dst")], equals=endpoint.mac)
         check(UdpRxStat.NOT_IPV4, [(ETHERNET, "ethertype"), (IPV4, "version_ihl")],
               lambda ethertype, vi: ((ethertype != ETHERTYPE_IPV4)
                                      | ((vi >> IPV4_VERSION_SHIFT) != IPV4_VERSION)))
@@ -282,81 +300,130 @@ class UdpRx(wiring.Component):
         check(UdpRxStat.NOT_UDP, [(IPV4, "protocol")], lambda proto: proto != IPPROTO_UDP)
         check(UdpRxStat.LENGTH, [(IPV4, "total_length")],
               lambda length: length < IPV4.size + UDP.size)
-        check(UdpRxStat.LENGTH, [(UDP, "length")],
-              lambda length: length != udp_length_expected, after=_TOTAL_BEAT)
-        check(UdpRxStat.DST_IP, [(IPV4, "dst")], lambda ip: ip != endpoint.ip)
-        check(UdpRxStat.DST_PORT, [(UDP, "dst_port")], lambda port: port != endpoint.port)
+        check(UdpRxStat.LENGTH, [(UDP, "length")], equals=udp_length_expected, after=_TOTAL_BEAT)
+        # The address is sampled once, in the first beat, for this check and for the checksum's
+        # stand-in words (below), so that both see the same value.
+        ip = Signal(len(endpoint.ip), name="ip_sampled")
+        with m.If(at[0]):
+            m.d.sync += ip.eq(endpoint.ip)
+        check(UdpRxStat.DST_IP, [(IPV4, "dst")], equals=ip, after=0)
+        check(UdpRxStat.DST_PORT, [(UDP, "dst_port")], equals=endpoint.port)
 
         # IPv4 checksum: each header beat's 16-bit words (lane pairs, masked by the tag flag when
         # only one variant has them there) are compressed with the previous beat's two vectors
         # into a new register pair; the header's words up to the tag beat wait in `stored` and
-        # join the next beat. The pair of the last header beat is tested in the beat after it.
+        # join the next beat. The sum is tested in the first payload beat, for the counters.
+        # The decision in that beat needs a test started a beat earlier, with fewer operands:
+        # the destination address words of the header's last beat are stood in for by the
+        # sampled address (summed in advance and added in the first checksum beat), since a
+        # frame whose address differs is dropped anyway. The exact sum takes the real words
+        # and subtracts the stand-in (adds its complement, modulo 0xFFFF); its test then errs
+        # only for an all-zero header, which the version check drops first.
         checksum_beat = max(pos.last_beat for pos in _IP.values()) + 1
-        assert checksum_beat <= PAYLOAD_BEAT
+        first_sum_beat = _TAG_BEAT + 1
+        last_header = checksum_beat - 1
+        assert checksum_beat == PAYLOAD_BEAT and first_sum_beat < last_header
 
-        def in_ip(beat: int, pair: int, vlan_variant: bool) -> bool:
+        def in_field(pos: FramePos, beat: int, pair: int) -> bool:
             offset = beat * BEAT_BYTES + 2 * pair
-            span = _IP[vlan_variant]
-            return span.offset <= offset < span.offset + span.size
+            return pos.offset <= offset < pos.offset + pos.size
 
-        def words_of(word: Value, beat: int) -> list[Value]:
+        def words_of(word: Value, beat: int, stand_in: bool = False) -> list[Value]:
             """The IPv4 header words of ``word``, frame beat ``beat``, as checksum operands."""
             operands = []
             for pair in range(BEAT_BYTES // 2):
                 value = Cat(word.word_select(2 * pair + 1, 8), word.word_select(2 * pair, 8))
-                untagged, tagged = (in_ip(beat, pair, v) for v in _VARIANTS)
-                if untagged and tagged:
+                present = [v for v in _VARIANTS if in_field(_IP[v], beat, pair)
+                           and not (stand_in and in_field(_DST[v], beat, pair))]
+                if len(present) == len(_VARIANTS):
                     operands.append(value)
-                elif untagged or tagged:
-                    operands.append(Mux(vlan if tagged else ~vlan, value, 0))
+                elif present:
+                    operands.append(Mux(vlan if present[0] else ~vlan, value, 0))
             return operands
 
-        partial: list[Value] = []
-        for beat in range(_TAG_BEAT + 1, checksum_beat):
-            operands = [*partial, *words_of(data_in, beat)]
-            if beat == _TAG_BEAT + 1:
-                operands += [w for k in range(beat) for w in words_of(stored[k], k)]
-            s, c = _ring_csa(operands)
-            if beat == checksum_beat - 1:
-                # The test starts in the header's last beat: its per-bit terms, ANDed in
-                # groups, are what the decision beat sees.
-                ok_bits = _ring_sum_is_ones(s, c)
-                partial = [Signal(_CHECKSUM_GROUPS, name="checksum_ok_parts")]
-                with m.If(at[beat]):
-                    m.d.sync += partial[0].eq(Cat(*(
-                        ok_bits[k::_CHECKSUM_GROUPS].all() for k in range(_CHECKSUM_GROUPS))))
-            else:
-                partial = [Signal(_WORD, name=f"checksum_s{beat}"),
-                           Signal(_WORD, name=f"checksum_c{beat}")]
-                with m.If(at[beat]):
-                    m.d.sync += [partial[0].eq(s), partial[1].eq(c)]
-        assert not any(in_ip(checksum_beat, pair, v) for pair in range(4) for v in _VARIANTS)
-        checks.append((UdpRxStat.IP_CHECKSUM, checksum_beat, None, ~partial[0].all()))
+        def stand_in_words(v: bool) -> list[Value]:
+            words = []
+            for pair in range(BEAT_BYTES // 2):
+                if in_field(_DST[v], last_header, pair):
+                    k = (last_header * BEAT_BYTES + 2 * pair - _DST[v].offset) // 2
+                    high = len(endpoint.ip) - _WORD * k
+                    words.append(endpoint.ip[high - _WORD:high])
+            assert len(words) <= 2  # one end-around fold is then enough
+            return words
 
-        # Each reason's flag: its checks ORed in as their beats go by, restarted by a frame's
-        # first beat. Checks are idempotent on a beat offered again, so the flags load on
-        # `i.valid` rather than on the transfer. `early_fail` gathers the checks done before the
-        # first payload beat, for the decision there.
-        flags = {reason: Signal(name=f"fail_{reason.name.lower()}") for reason in HEADER_DROPS
-                 if reason is not UdpRxStat.RUNT}
+        # Added up (one per variant) from the address as it is sampled in the first beat, folded
+        # in the tag beat, ready for the first checksum beat.
+        assert _TAG_BEAT == 1
+        stand_in_sums = {v: Signal(_WORD + 1, name=f"stand_in_sum_{int(v)}") for v in _VARIANTS}
+        stand_in = Signal(_WORD)
+        with m.If(at[0]):
+            m.d.sync += [stand_in_sums[v].eq(sum(stand_in_words(v), Const(0, _WORD + 1)))
+                         for v in _VARIANTS]
+        with m.If(at[_TAG_BEAT]):
+            m.d.sync += stand_in.eq(Mux(vlan_now, *(
+                (stand_in_sums[v][:_WORD] + stand_in_sums[v][_WORD])[:_WORD]
+                for v in (True, False))))
+
+        partial: list[Value] = []
+        for beat in range(first_sum_beat, checksum_beat):
+            operands = [*partial, *words_of(data_in, beat)]
+            if beat == first_sum_beat:
+                operands += [w for k in range(beat) for w in words_of(stored[k], k)]
+                operands.append(stand_in)
+            if beat == last_header:
+                early_bits = _ring_sum_is_ones(*_ring_csa(
+                    [*partial, *words_of(data_in, beat, stand_in=True)]))
+                checksum_early = Signal(_CHECKSUM_GROUPS)  # ANDs of the test's bits, in groups
+                with m.If(at[beat]):
+                    m.d.sync += checksum_early.eq(Cat(*(
+                        early_bits[k::_CHECKSUM_GROUPS].all() for k in range(_CHECKSUM_GROUPS))))
+                operands.append(~stand_in)
+            s, c = _ring_csa(operands)
+            partial = [Signal(_WORD, name=f"checksum_s{beat}"),
+                       Signal(_WORD, name=f"checksum_c{beat}")]
+            with m.If(at[beat]):
+                m.d.sync += [partial[0].eq(s), partial[1].eq(c)]
+        assert not any(in_field(_IP[v], checksum_beat, pair)
+                       for pair in range(BEAT_BYTES // 2) for v in _VARIANTS)
+        checks.append((UdpRxStat.IP_CHECKSUM, checksum_beat, None,
+                       ~_ring_sum_is_ones(*partial).all(), None))
+
+        # Each check's result is registered in its beat (a frame's later checks only go by when
+        # its earlier beats did, so none is stale when read). A reason's flag, for the verdict,
+        # is the OR of its checks' registers. For the decision in the first payload beat,
+        # `early_fail` gathers the registers of the checks done before the last header beat;
+        # those done in that beat are used directly (each compare is then a shallow tree).
+        decide_beat = PAYLOAD_BEAT - 1
+        flags = {reason: [] for reason in HEADER_DROPS if reason is not UdpRxStat.RUNT}
+        tagged_compares = []  # (value, expected) checked in the first payload beat, tagged only
         early_fail = Signal()
-        first_fail = []  # checks completing in the first payload beat (without its position)
-        early_terms = []
-        for reason, flag in flags.items():
-            terms = []
-            for check_reason, beat, vlan_variant, failed in checks:
-                if check_reason is not reason:
-                    continue
-                term = variant(vlan_variant, beat) & failed
-                if beat == PAYLOAD_BEAT:
-                    first_fail.append(term)
-                else:
-                    early_terms.append(at[beat] & term)
-                terms.append(at[beat] & term)
-            with m.If(i.valid):
-                m.d.sync += flag.eq((flag & ~at[0]) | Cat(*terms).any())
-        with m.If(i.valid):
-            m.d.sync += early_fail.eq((early_fail & ~at[0]) | Cat(*early_terms).any())
+        early_terms, late_terms = [], {}
+        for number, (reason, beat, vlan_variant, failed, compare) in enumerate(checks):
+            result = Signal(name=f"check{number}_{reason.name.lower()}")
+            term = variant(vlan_variant, beat) & failed
+            with m.If(at[beat]):
+                m.d.sync += result.eq(term)
+            flags[reason].append(result)
+            if beat == PAYLOAD_BEAT:
+                if reason is not UdpRxStat.IP_CHECKSUM:  # checksum_early stands in for it
+                    # Untagged frames have the whole UDP header in the beat before.
+                    assert vlan_variant is True and compare is not None
+                    tagged_compares.append(compare)
+            elif beat == decide_beat:
+                late_terms.setdefault(vlan_variant, []).append(term)
+            else:
+                assert beat < decide_beat
+                early_terms.append(result)
+        # The checks of the last header beat are gathered per tag variant: each group is then a
+        # shallow tree of compares, and there are few registers to OR in the next beat.
+        late_fail = [Signal(name=f"late_fail_{key}") for key in late_terms]
+        with m.If(at[decide_beat]):
+            # (A datagram without payload bytes passes nothing on either.)
+            m.d.sync += early_fail.eq(Cat(*early_terms).any() | empty_payload)
+            m.d.sync += [flag.eq(Cat(*terms).any())
+                         for flag, terms in zip(late_fail, late_terms.values(), strict=True)]
+        header_fail = Signal()
+        m.d.comb += header_fail.eq(early_fail | Cat(*late_fail).any())
 
         runt_first = last_in & ~by_variant(lambda v: keep_in[_UDP_LAST[v].lane])
         runt_now = Signal()
@@ -369,7 +436,8 @@ class UdpRx(wiring.Component):
         at_end = Signal()  # this beat holds the last payload byte
         past_end = Signal()  # the last payload byte has gone by; the rest is padding
         pending = Signal()  # o holds the last payload beat, waiting for the frame's end
-        flow = Signal()  # after the first payload beat: the headers passed and payload remains
+        # Beyond the first payload beat, the headers passed and payload remains (implies beyond)
+        flow = Signal()
         lanes = Signal(BEAT_BYTES)  # lanes of this beat that may carry payload
         end_bit = Signal(BEAT_BYTES)  # this beat's last payload lane, if it holds the end
         start_lanes = by_variant(lambda v: _ALL_LANES << payload_pos(v).lane & _ALL_LANES)
@@ -386,17 +454,26 @@ class UdpRx(wiring.Component):
         truncated_now = Signal()
         m.d.comb += truncated_now.eq(last_in & ~past_end & ~(keep_in & end_bit).any())
 
-        # The decision on the first payload beat.
-        empty_first = empty_payload | (
-            last_in & ~by_variant(lambda v: keep_in[payload_pos(v).lane]))
-        first_ok = Signal()
-        m.d.comb += first_ok.eq(~early_fail & ~Cat(*first_fail).any() & ~runt_first & ~empty_first)
-        carries_payload = Signal()
-        m.d.comb += carries_payload.eq(Mux(first_beat, first_ok, beyond & flow))
+        # The decision on the first payload beat: the frame passes when `first_ready` (registers
+        # and the keep of a last beat) and, if it is tagged, the UDP header compares (the
+        # deepest terms) hold.
+        first_ready = Signal()
+        m.d.comb += first_ready.eq(
+            ~header_fail & checksum_early.all()
+            & ~(last_in & ~by_variant(lambda v: keep_in[_UDP_LAST[v].lane]
+                                      & keep_in[payload_pos(v).lane])))
+        tagged_ok = Signal()
+        m.d.comb += tagged_ok.eq(~Cat(*((value ^ expected).any()
+                                        for value, expected in tagged_compares)).any())
+
+        def with_decision(other: Value, go: Value) -> Value:
+            """``other``, or ``go`` and the frame passing; factored so that `tagged_ok`, the
+            deepest term, can enter the last LUT only."""
+            return other | (go & first_ready & ~vlan) | (go & first_ready & tagged_ok)
 
         # Beats that cannot load the output register are taken whatever its state.
         out_free = ~o.valid | o.ready
-        skip = in_header | (first_beat & early_fail) | (beyond & ~flow)
+        skip = in_header | (first_beat & header_fail) | (beyond & ~flow)
         m.d.comb += i.ready.eq(out_free | skip)
 
         # The payload registers load whenever the output is free (what they hold while o.valid
@@ -413,23 +490,25 @@ class UdpRx(wiring.Component):
         with m.Elif(pending & i.valid & last_in):  # o.valid is low while pending: taken
             m.d.sync += o.payload.error.eq(i.payload.error)
         # A payload beat is taken only when the output is free (it is not skipped), and a beat
-        # ending a pending payload finds o.valid low.
-        m.d.sync += o.valid.eq((o.valid & ~o.ready) | (i.valid & out_free & (
-            (carries_payload & (~at_end | last_in)) | (pending & last_in))))
+        # ending a pending payload finds o.valid low. A first payload beat that passes is not
+        # skipped either, so `go` is its transfer.
+        ends_here = ~at_end | last_in  # a payload beat that can leave now
+        go = i.valid & out_free
+        m.d.sync += o.valid.eq(with_decision(
+            (o.valid & ~o.ready) | (go & ((flow & ends_here) | (pending & last_in))),
+            go & first_beat & ends_here))
+        holds_end = at_end & ~last_in  # the payload ends here, padding follows
+        m.d.sync += pending.eq(with_decision(
+            (pending & ~(accept & last_in)) | (accept & holds_end & flow),
+            go & holds_end & first_beat))
+        m.d.sync += flow.eq(with_decision(
+            flow & ~(accept & (last_in | first_beat | at_end)),
+            go & first_beat & ~last_in & ~at_end))
         with m.If(accept):
-            with m.If(carries_payload):
-                m.d.sync += pending.eq(at_end & ~last_in)
-            with m.Elif(last_in):
-                m.d.sync += pending.eq(0)
             with m.If(last_in):
-                m.d.sync += [flow.eq(0), past_end.eq(0)]
-            with m.Else():
-                with m.If(first_beat):
-                    m.d.sync += flow.eq(first_ok & ~at_end)
-                with m.Elif(at_end):
-                    m.d.sync += flow.eq(0)
-                with m.If(at_end & (first_beat | beyond)):
-                    m.d.sync += past_end.eq(1)
+                m.d.sync += past_end.eq(0)
+            with m.Elif(at_end & (first_beat | beyond)):
+                m.d.sync += past_end.eq(1)
 
         # Verdict: the frame-end reasons registered with its last beat; the next cycle picks the
         # one to count (the header flags are final then) and registers it as the increment.
@@ -446,7 +525,7 @@ class UdpRx(wiring.Component):
                 seen[UdpRxStat.RUNT].eq(runt_now),
                 seen[UdpRxStat.TRUNCATED].eq(truncated_now),
             ]
-        seen.update(flags)
+        seen.update({reason: Cat(*results).any() for reason, results in flags.items()})
         stats = self.stats
         increments = {UdpRxStat.FRAMES: done}
         higher = Const(0)

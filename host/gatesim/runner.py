@@ -51,8 +51,13 @@ def _icarus_time_zero(source: str) -> str:
     return _TRIGGER.sub(lambda m: f"reg {m[1]};\n  initial {m[1]}= {m[2]};", source)
 
 
+# Converted Verilog by ``cache_key`` (see run_cocotb), for this process.
+_CONVERTED: dict[str, str] = {}
+
+
 def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] | None = None,
-               testcase: str | None = None, waves: bool | None = None) -> Path:
+               testcase: str | None = None, waves: bool | None = None,
+               cache_key: str | None = None) -> Path:
     """Simulate ``component`` under the cocotb test module ``module``.
 
     Parameters
@@ -69,6 +74,10 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
         Run only this cocotb test.
     waves : bool, optional
         Dump waveforms; defaults to ``TICKGATE_WAVES=1``.
+    cache_key : str, optional
+        Names the design's configuration: a large design takes many seconds to convert, so a
+        launcher that simulates the same configuration several times passes a key (e.g. its
+        parameters) and the Verilog converted the first time is reused in this process.
 
     Returns
     -------
@@ -83,7 +92,12 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
     from cocotb_test.simulator import run
 
     sim = selected_simulator()
-    source = verilog.convert(component, name="top", emit_src=False)
+    if cache_key is not None and cache_key in _CONVERTED:
+        source = _CONVERTED[cache_key]
+    else:
+        source = verilog.convert(component, name="top", emit_src=False)
+        if cache_key is not None:
+            _CONVERTED[cache_key] = source
     if sim == "icarus":
         source = _icarus_time_zero(source)
     digest = hashlib.sha256(source.encode()).hexdigest()[:10]
