@@ -55,9 +55,6 @@ def lazy(module: str, name: str, /, **kwargs) -> CoreFactory:
 #: Name -> factory of every exportable core, used by ``tickgate verilog`` and ``tickgate synth``.
 CORES: dict[str, CoreFactory] = {
     "ingress": lazy("hdl.feed.ingress", "FeedIngress"),
-    "udp_rx": lazy("hdl.net.udp_rx", "UdpRx"),
-    "mold_rx": lazy("hdl.feed.mold_rx", "MoldRx"),
-    "itch_decode": lazy("hdl.feed.itch_decode", "ItchDecode"),
     # Order book: 8 slots, 16,384 orders (sim.book_mirror.BookGeometry defaults).
     "book": lazy("hdl.book.book", "Book"),
     # Register bank, control block and UART bridge at 115200 baud on the 156.25 MHz core clock.

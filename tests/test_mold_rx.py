@@ -158,7 +158,7 @@ def run_model(steps) -> tuple[list[Message], list[Snapshot]]:
 # ------------------------------------------------------------------------------------------------
 # Amaranth simulation
 
-SETTLE_CYCLES = 8   # the counters reflect a packet 5 cycles after its last beat
+SETTLE_CYCLES = 6   # the counter pipeline commits 4 cycles after a packet's last beat
 
 
 def unpack(layout: data.Layout, word: int) -> dict:

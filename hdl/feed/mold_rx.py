@@ -25,50 +25,37 @@ sequence number wanted) starts at 1.
 How it works
 ------------
 Messages stay in their original lanes (see ``hdl/feed/message_beat.py``): each beat is passed on
-with start and end marks, so the stage is a one-register pipeline, and everything a start mark
-depends on must be decided within the beat that carries the type byte. The stage is built so that
-this decision is a few gates deep, whatever the alignment:
+with start and end marks, so the stage is a one-register pipeline. The packet is cut into
+segments: the 20-byte header, then per block a 2-byte length prefix and the message body. Only
+the end of the current segment is tracked, as a beat countdown (``e_cnt``, with ``e_now``
+precomputed) and a lane (``e_lane``); the next block's prefix starts in the following byte (lane
+``pl``). When a prefix's second byte arrives its length gives the body's end, which is at least a
+beat later because a message has at least ``MIN_MESSAGE_LENGTH`` bytes: the length-to-end adder
+feeds registers only, and a beat holds at most one block end and one block start.
 
-*Framing schedule.* The packet is cut into segments: the 20-byte header, then per block a 2-byte
-length prefix and the message body. Only the end of the current segment is tracked, as a beat
-countdown (``e_cnt``, with ``e_now`` precomputed) and a lane (``e_lane``); the next prefix starts
-in lane ``pl = e_lane + 1``. The schedule (``hdr``, ``bod``, ``pf1``, ``pf2``, ``tn`` and the
-countdown) advances as if every block were valid, so it depends on registers only. What the beat's
-bytes say (a heartbeat count, a length below the minimum) is registered as a kill (``kc``, ``ks``)
-and folded into ``dead`` the beat after, when the schedule no longer matters for this packet.
+The header is captured byte by byte, realigned by the start lane, into ``hdr``; ``hdr_next`` is
+the same array with the current beat's bytes in place. What the first block's start mark needs
+and arrives early (the session, the upper bytes of the sequence number) is compared from
+registers; only the last sequence-number bytes, the count and the first length are live when the
+first block's type byte shares a beat with the end of the header. That beat's start mark is the
+longest path: 8:1 lane muxes, a 16-bit count test and a 24-bit compare, then a few gates.
 
-*Per-lane candidates.* Where a length can complete (8 cases, selected by the registered ``pl``)
-and where the header can end (8 cases, the header's last lane ``L`` fixed by the first beat's
-start lane) are known a beat ahead. Each case is evaluated from fixed lanes in parallel, and the
-start mark is one 8:1 mux of them on a registered select (``ssel``). For the first block, whose
-type byte may share the beat with the header's end, each header-end lane ``L`` has its own
-checks: the session and the sequence number's upper bytes are compared in the beat before, from
-the lanes they arrive in (``sess_m``, ``hi_gt``, ``hi_eq``), and only the count, the length and
-the sequence number's last bytes (one carry chain against ``expected``) are live.
-
-*Duplicates after the first block.* Block ``i`` is old when ``i <= d``, ``d = expected - S - 1``.
-``d`` is computed the cycle after the header (``diff``) and saturated the cycle after that; the
-second block's flag (``S + 1 < expected``) and the third's (``S + 2 < expected``) are compared
-straight from ``S`` the cycle after the header, as those blocks can follow before ``d`` is ready.
-
-*After the packet.* ``S + j`` is counted up as blocks are framed (``reach``); whether it passes
-``expected`` is a small compare of ``j`` with ``d`` (or, for ``j <= 1``, the header-time
-comparison), so ``expected`` is written the cycle after the last beat, before the next packet's
-sequence number can need it. Gaps are pushed two cycles later.
-
-*Counters.* Everything that only feeds counters is evaluated one cycle behind the beat from
-registered copies of the beat's state (the ``d_`` signals), per-packet counts are committed once
-the duplicate-packet decision is known, and every counter adds a registered increment.
+Decisions that only affect counters are pipelined behind the packet: whether the packet is an
+old duplicate (``S + N <= expected``) is known 3 cycles after the header, and the per-packet
+counts are committed 3 cycles after the last beat. ``expected`` is written in the second cycle
+after the last beat, before the next packet's header can need it. Later blocks' duplicate test is
+a countdown loaded the cycle after the header, before the second block's type byte can arrive.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.arch.beat import BEAT_BYTES, BeatStream
 from hdl.arch.mold import (
     COUNT_BITS,
     END_OF_SESSION_COUNT,
+    FIRST_TYPE_OFFSET,
     HEADER,
     HEADER_LENGTH,
     HEARTBEAT_COUNT,
@@ -78,6 +65,7 @@ from hdl.arch.mold import (
     SEQ_BITS,
     SESSION_BITS,
     field_offsets,
+    header_field,
 )
 from hdl.feed.message_beat import MessageBeatStream
 from hdl.stats import stats_layout
@@ -96,51 +84,22 @@ MoldRxStatusLayout = data.StructLayout({
     "ended": 1,
 })
 
-_LANES = range(BEAT_BYTES)
 _LANE_BITS = (BEAT_BYTES - 1).bit_length()
 _BLOCK_MIN = LENGTH_PREFIX + MIN_MESSAGE_LENGTH
-_HEADER_END = HEADER_LENGTH - 1          # offset of the header's last byte
-_LEN_LAST = BEAT_BYTES - 1 - LENGTH_PREFIX   # a segment ending in a lane up to this one is
-_TYPE_LAST = _LEN_LAST - 1                   # followed in the same beat by a length (a type byte)
-_TN_SLOT = _LEN_LAST + 1                 # ``pl`` of a length whose type byte is in the next beat
-
-
-def _where(end_lane: int, offset: int) -> tuple[int, int]:
-    """(beat, lane) of header byte ``offset`` when the header's last byte is in ``end_lane``.
-
-    The beat is counted from the header's last beat (0) backwards (-1, -2, ...).
-    """
-    x = offset - _HEADER_END + end_lane
-    return x // BEAT_BYTES, x % BEAT_BYTES
-
-
-def _type_beat(block: int) -> int:
-    """The fewest beats between the header's last byte and the type byte of block ``block``."""
-    return (HEADER_LENGTH + block * _BLOCK_MIN + LENGTH_PREFIX - _HEADER_END) // BEAT_BYTES
-
 
 # The timing arguments of the design, checked against the wire format:
-# a block spans more than a beat (one block end and one block start per beat; no body ends in the
-# beat where it begins) ...
+# a block spans more than a beat (one block end and one block start per beat, and a body cannot
+# end in the beat that completes its length, nor in the beat after when the type byte is there) ...
 assert MIN_MESSAGE_LENGTH > BEAT_BYTES
-# ... the header ends in the third beat or later, so the comparisons its end needs are made in the
-# beat before, which is never the first ...
-assert _HEADER_END >= 2 * BEAT_BYTES
-# ... the session is complete before the header's last beat ...
-assert all(_where(L, o)[0] <= -1 for L in _LANES for o in field_offsets("session"))
-# ... the sequence number is in the header's last beat, the beat before, or (one byte) lane 7 of
-# the beat before that; the count in the last beat, or its first byte in lane 7 of the beat before
-assert all(_where(L, o)[0] >= -1 or _where(L, o) == (-2, BEAT_BYTES - 1)
-           for L in _LANES for o in field_offsets("seq"))
-assert all(_where(L, o)[0] == 0 or _where(L, o) == (-1, BEAT_BYTES - 1)
-           for L in _LANES for o in field_offsets("count"))
-# ... the count is the header's tail, and the first block's type byte can share its beat ...
-assert field_offsets("count")[-1] == _HEADER_END and _TYPE_LAST >= 0
-# ... the second block's type byte is at least two beats after the header's last byte, the third's
-# at least three (their duplicate flags take that long), and a packet framing two blocks ends at
-# least two beats after its header (the update of ``expected`` needs ``d`` then).
-assert _type_beat(1) >= 2 and _type_beat(2) >= 3
-assert (HEADER_LENGTH + 2 * _BLOCK_MIN - 1 - _HEADER_END) // BEAT_BYTES >= 2
+# ... the second block's type byte is at least two beats after the header's last byte (the
+# duplicate count for blocks after the first takes two cycles from the header) ...
+assert HEADER_LENGTH + _BLOCK_MIN + LENGTH_PREFIX - (HEADER_LENGTH - 1) >= 2 * BEAT_BYTES
+# ... a packet with a whole header spans at least three beats (per-packet pipelines 3 deep) ...
+assert HEADER_LENGTH > 2 * BEAT_BYTES
+# ... and the session is complete a beat before the header ends (compared from registers).
+assert HEADER["session"].end <= HEADER_LENGTH - BEAT_BYTES
+
+_PACKET_PIPE = 3  # cycles from a packet's last beat to its counter commit
 
 
 def _below(value, bound: int):
@@ -160,13 +119,15 @@ def _below(value, bound: int):
     return Cat(*terms).any() if terms else Const(0)
 
 
-def _pick(sel, items):
-    """``items[sel]`` as a balanced tree of 2:1 muxes (``len(items) == 2 ** len(sel)``)."""
-    items = list(items)
-    for bit in range(len(sel)):
-        items = [Mux(sel[bit], hi, lo) for lo, hi in zip(items[0::2], items[1::2], strict=True)]
-    (item,) = items
-    return item
+class _Seg(enum.Enum, shape=3):
+    """What the framing pointer is in, for the beat being processed."""
+
+    HDR = 0    # the header; it ends at (e_cnt, e_lane)
+    BODY = 1   # a block's message bytes; they end at (e_cnt, e_lane)
+    PFX1 = 2   # the previous beat ended with a length prefix's first byte (lane 7)
+    PFX2 = 3   # a length prefix starts in lane 0 of this beat
+    TRAIL = 4  # every block is framed: any byte here is trailing
+    DROP = 5   # the rest of the packet is ignored
 
 
 class MoldRx(wiring.Component):
@@ -199,17 +160,16 @@ class MoldRx(wiring.Component):
     i_expected : In(stream.Signature(64))
         Sets ``expected`` (the host recovered messages elsewhere). Taken between packets only.
     stats : Out(stats_layout(MoldRxStat))
-        48-bit counters, for reading once traffic has drained. Header outcomes and ``MESSAGES``
-        update 3 cycles after the beat; the per-packet counters and the gap counters 5 cycles
-        after the last beat.
+        48-bit counters. Header outcomes and ``MESSAGES`` update the cycle after the beat; gap
+        counters 3 cycles and the other per-packet counters 4 cycles after the last beat.
     status : Out(MoldRxStatusLayout)
         ``expected``, the latched ``session`` (first character most significant),
         ``session_valid`` and ``ended`` (an end-of-session packet was seen).
 
     Latency
     -------
-    1 cycle from an input beat to its output beat (registered output). ``expected`` reflects a
-    packet 2 cycles after its last beat; its gap enters the ``o_gap`` FIFO 4 cycles after.
+    1 cycle from an input beat to its output beat (registered output). ``expected`` and
+    ``o_gap`` reflect a packet 3 cycles after its last beat.
 
     Throughput
     ----------
@@ -239,565 +199,337 @@ class MoldRx(wiring.Component):
         m = Module()
         beat, out, stats = self.i.payload, self.o.payload, self.stats
 
-        ready = Signal()
         xfer = Signal()
         m.d.comb += [
-            ready.eq(self.o.ready | ~self.o.valid),
-            self.i.ready.eq(ready),
-            xfer.eq(self.i.valid & ready),
+            self.i.ready.eq(self.o.ready | ~self.o.valid),
+            xfer.eq(self.i.valid & self.i.ready),
         ]
         last = beat.last
         err = beat.error & last
-        # A beat that can carry a start mark: a message of MIN_MESSAGE_LENGTH bytes cannot end in
-        # the beat holding its type byte, so none starts in a packet's last beat.
-        live = self.i.valid & ~last
 
         def lane(k):
             return beat.data.word_select(k, 8)
 
         in_pkt = Signal()         # a packet's first beat was taken, its last not yet
         first = ~in_pkt
-        # The two previous beats: with the header's last lane known, every header byte is at a
-        # fixed place in them or in the current beat (see _where).
-        prv = Signal(8 * BEAT_BYTES)
-        prv2 = Signal(8 * BEAT_BYTES)
-        prev7 = prv.word_select(BEAT_BYTES - 1, 8)
-        prev7_zero = Signal()     # prev7 is 0x00 (the high byte of a count or a length)
-        prev7_ones = Signal()     # ... is 0xFF
+        # Lanes holding packet bytes; middle beats are full whatever their keep says.
+        present = Signal(BEAT_BYTES)
+        m.d.comb += present.eq(Mux(first | last, beat.keep, (1 << BEAT_BYTES) - 1))
+
+        def here(k):
+            return present.bit_select(k, 1)
+
+        start_lane = Signal(_LANE_BITS)     # of the first beat: its lowest keep lane
+        for k in reversed(range(BEAT_BYTES)):
+            with m.If(beat.keep[k]):
+                m.d.comb += start_lane.eq(k)
+
+        # --- Header capture, realigned: header byte h is in beat (s + h) // 8, lane (s + h) % 8.
+        s = Signal(_LANE_BITS)
+        # Index of the beat in its packet, saturating past the header's last possible beat.
+        bidx_stop = (BEAT_BYTES - 1 + HEADER_LENGTH - 1) // BEAT_BYTES + 1
+        bidx = Signal(range(bidx_stop + 1))
+        hdr = [Signal(8, name=f"hdr{h}") for h in range(HEADER_LENGTH)]
+        hdr_next = [Signal(8, name=f"hdr{h}_next") for h in range(HEADER_LENGTH)]
+        for h in range(HEADER_LENGTH):
+            # Only the bytes that can be in the first beat depend on its keep: the rest must not,
+            # as some of them decide the first message's start mark.
+            pos = (Mux(first, start_lane, s) if h < BEAT_BYTES else s) + h
+            m.d.comb += hdr_next[h].eq(
+                Mux(pos[_LANE_BITS:] == bidx, lane(pos[:_LANE_BITS]), hdr[h]))
         with m.If(xfer):
-            m.d.sync += [
-                prv.eq(beat.data), prv2.eq(prv),
-                prev7_zero.eq(lane(BEAT_BYTES - 1) == 0),
-                prev7_ones.eq(lane(BEAT_BYTES - 1) == 0xFF),
-                in_pkt.eq(~last),
-            ]
-
-        def header_byte(end_lane, offset, beat_rel):
-            """Header byte ``offset`` seen from beat ``beat_rel`` of the header (0: its last)."""
-            b, k = _where(end_lane, offset)
-            return {0: beat.data, -1: prv, -2: prv2}[b - beat_rel].word_select(k, 8)
-
-        # The first beat's start lane, one-hot: keep is contiguous (hdl/arch/beat.py), so the
-        # packet starts where a kept lane follows one that is not.
-        start_oh = [beat.keep[0]] + [beat.keep[k] & ~beat.keep[k - 1] for k in _LANES[1:]]
-
-        def from_start(f):
-            """``f(start lane)`` as gates on the one-hot start."""
-            return Cat(*[Cat(*[start_oh[k] for k in _LANES if f(k) >> b & 1]).any()
-                         for b in range(max(f(k) for k in _LANES).bit_length())])
+            m.d.sync += [hdr[h].eq(hdr_next[h]) for h in range(HEADER_LENGTH)]
+            m.d.sync += bidx.eq(Mux(last, 0, Mux(bidx == bidx_stop, bidx, bidx + 1)))
+            with m.If(first):
+                m.d.sync += s.eq(start_lane)
 
         expected = Signal(SEQ_BITS, init=1)
         session = Signal(SESSION_BITS)
         session_valid = Signal()
         ended = Signal()
-        session_end = HEADER["session"].end
-
-        def session_byte(offset):
-            return session.word_select(session_end - 1 - offset, 8)
 
         # --- Framing state.
-        hdr_s = Signal()          # the header is in progress; it ends at the segment's end
-        bod = Signal()            # a block's body is in progress; it ends at the segment's end
-        tn = Signal()             # ... and its type byte is lane 0 of this beat
-        pf1 = Signal()            # the previous beat ended with a length prefix's first byte
-        pf2 = Signal()            # a length prefix starts in lane 0 of this beat
-        dead = Signal()           # framing stopped: the rest is trailing bytes or dropped
-        trl = Signal()            # ... and the rest counts as trailing bytes
-        # What the previous beat's bytes said, folded into dead the beat after: its header's
-        # count had no blocks (trailing bytes), its session did not match, its length was too
-        # short (both dropped). Only what they could gate in the very next beat looks at them.
-        kc_r = Signal()
-        sf_r = Signal()
-        ks_r = Signal()
-        # The segment's end: e_cnt + e_inc beats from this one (1: this one), lane e_lane.
-        e_cnt = Signal(LENGTH_BITS - _LANE_BITS + 1)
-        e_inc = Signal()
-        e_now = Signal()          # the segment ends in this beat
-        e_nx = Signal()           # ... in the next one
+        seg = Signal(_Seg)
+        # 1 + beats after this one until the segment's end: loaded straight from the adder.
+        e_cnt = Signal(range((BEAT_BYTES - 1 + 2**LENGTH_BITS) // BEAT_BYTES + 2))
+        e_now = Signal()          # the current segment ends in this beat
         e_lane = Signal(_LANE_BITS)
         pl = Signal(_LANE_BITS)   # lane of the next prefix's first byte: e_lane + 1
-        ssel = Signal(_LANE_BITS)  # the start mux's case: pl, or _TN_SLOT when tn
-        hl = Signal(_LANE_BITS)   # the lane of the header's last byte
+        prev7 = Signal(8)         # lane 7 of the previous beat (a prefix straddling two beats)
+        type_next = Signal()      # BODY: its type byte is lane 0 of this beat
         cur_len = Signal(LENGTH_BITS)
+        msg_open = Signal()       # a start mark was sent and no end yet
+        blk0 = Signal()           # no block's type byte yet in this packet
         left = Signal(COUNT_BITS)  # blocks still to frame, the current one included
         left_one = Signal()       # left == 1
         framed = Signal(COUNT_BITS)
-        blk0 = Signal()           # no block's type byte yet in this packet
-        blk1 = Signal()           # the next type byte is the second block's
-        bi = Signal(COUNT_BITS)   # index of the block whose type byte comes next
-        dup2 = Signal()           # the third block is a duplicate
-        dn = Signal()             # the block whose type byte comes next (not the first) is
-        first_ok = Signal()       # the first block, when its type byte follows the header's
-                                  # beat, has a session, a count and a sequence number to start
-        nseq = Signal(SEQ_BITS)   # its sequence number, for blocks after the first
-        st_x = Signal()           # the previous beat carried a start mark
-        mo = Signal()             # a message open before the previous beat is still open
+        blk_seq = Signal(SEQ_BITS)  # sequence number of the next block after the first
+        skip_cnt = Signal(COUNT_BITS)  # blocks after the first still to skip as duplicates
+        skip_nz = Signal()
 
-        alive = ~dead
-        msg_open = mo | st_x      # a start mark was sent and no end yet
-        se_h = hdr_s & e_now      # the header ends in this beat (lane e_lane)
-        se_b = bod & e_now & alive
-        here_e = ~last | beat.keep.bit_select(e_lane, 1)    # ... and its last byte is there
-        h_done = se_h & here_e
-        body_end = se_b & here_e
-        cont = se_h | (se_b & ~left_one)    # a length prefix follows the segment's end
-        pfx = pf1 | pf2
-        len_sched = (cont & (e_lane <= _LEN_LAST)) | pfx
-        type_sched = (cont & (e_lane <= _TYPE_LAST)) | pfx | tn
+        in_seg = {kind: Signal(name=f"in_{kind.name.lower()}") for kind in _Seg}
+        for kind, flag in in_seg.items():
+            m.d.comb += flag.eq(in_pkt & (seg == kind))
 
-        # --- One hypothesis per lane L of the header's last byte, evaluated every beat as if the
-        # header ended one or two beats later: the session compared in three steps (byte flags two
-        # beats before, their conjunction and the next bytes' flags one beat before, the rest at
-        # the end), the sequence number's upper bytes against expected one beat before.
-        sess_two = {}             # session byte o (two or more beats before the end) matches
-        sess_m = Signal(BEAT_BYTES)   # the session matches (or none is latched yet)
-        hi_lt = Signal(BEAT_BYTES)    # sequence bytes before the header's last beat vs
-        hi_gt = Signal(BEAT_BYTES)    # expected: less, greater
-        session_next = Signal(SESSION_BITS)     # the session, assembled the beat before the end
-        assembled = []
-        for L in _LANES:
-            late = []
-            for o in field_offsets("session"):
-                if _where(L, o)[0] <= -2:
-                    flag = sess_two[L, o] = Signal(name=f"sess_{L}_{o}")
-                    with m.If(xfer):
-                        m.d.sync += flag.eq(header_byte(L, o, -2) == session_byte(o))
-                else:
-                    late.append(header_byte(L, o, -1) == session_byte(o))
-            assembled.append(Cat(*reversed([header_byte(L, o, -1)
-                                            for o in field_offsets("session")])))
-            hi = [o for o in field_offsets("seq") if _where(L, o)[0] < 0]
-            hi_val = Cat(*reversed([header_byte(L, o, -1) for o in hi]))   # big-endian
-            e_hi = expected[SEQ_BITS - 8 * len(hi):]
-            with m.If(xfer):
-                m.d.sync += [
-                    sess_m[L].eq(~session_valid
-                                 | Cat(*late, *[f for (k, _), f in sess_two.items()
-                                                if k == L]).all()),
-                    hi_lt[L].eq(hi_val < e_hi),
-                    hi_gt[L].eq(e_hi < hi_val),
-                ]
-        with m.If(xfer):
-            m.d.sync += session_next.eq(_pick(hl, assembled))
-        sess_ok = sess_m.bit_select(e_lane, 1)
-        h_pass = h_done & sess_ok
+        e_byte = here(e_lane)
 
-        # Per header-end lane: the header's checks, from fixed lanes.
-        seq_l, count_l, one_l, zero_l, ones_l, cok_l, ge_l, gt_l, hs_l = ([] for _ in range(9))
-        for L in _LANES:
-            seq_l.append(Cat(*reversed([header_byte(L, o, 0) for o in field_offsets("seq")])))
-            count = Cat(*reversed([header_byte(L, o, 0) for o in field_offsets("count")]))
-            count_l.append(count)
-            if _where(L, field_offsets("count")[0])[0] == 0:
-                one_l.append(count == 1)
-                zero_l.append(count == HEARTBEAT_COUNT)
-                ones_l.append(count == END_OF_SESSION_COUNT)
-            else:   # the high byte is prev7: its comparisons are registered
-                low = count[:8]
-                one_l.append(prev7_zero & (low == 1))
-                zero_l.append(prev7_zero & (low == HEARTBEAT_COUNT & 0xFF))
-                ones_l.append(prev7_ones & (low == END_OF_SESSION_COUNT & 0xFF))
-            cok_l.append(~zero_l[-1] & ~ones_l[-1])
-            hs_l.append(se_h & sess_m[L])
-            # S >= expected, S > expected: one carry chain each, the upper bytes' outcome (a
-            # greater or less flag on either side) above the bytes of this beat.
-            lo = [o for o in field_offsets("seq") if _where(L, o)[0] == 0]
-            if lo:
-                s_lo = Cat(Cat(*reversed([header_byte(L, o, 0) for o in lo])), hi_gt[L])
-                e_lo = Cat(expected[:8 * len(lo)], hi_lt[L])
-                ge_l.append(s_lo >= e_lo)
-                gt_l.append(e_lo < s_lo)
-            else:
-                ge_l.append(~hi_lt[L])
-                gt_l.append(hi_gt[L])
-        seq_now = _pick(e_lane, seq_l)
-        count_now = _pick(e_lane, count_l)
+        # --- End of header.
+        session_now = header_field(hdr, "session")   # complete in registers by then
+        seq_now = header_field(hdr_next, "seq")
+        count_now = header_field(hdr_next, "count")
+        h_done = Signal()         # the header's last byte is in this beat
+        sess_ok = Signal()
+        h_pass = Signal()         # ... and the packet is of our session
+        h_data = Signal()         # ... and carries blocks
+        is_hb = count_now == HEARTBEAT_COUNT
+        is_eos = count_now == END_OF_SESSION_COUNT
+        m.d.comb += [
+            h_done.eq(in_seg[_Seg.HDR] & e_now & e_byte),
+            sess_ok.eq(~session_valid | (session_now == session)),
+            h_pass.eq(h_done & sess_ok),
+            h_data.eq(h_pass & ~is_hb & ~is_eos),
+        ]
 
-        # Per length position (pl): the length, whether it is long enough, and where the body
-        # it announces ends (beats from here, as length[15:3] plus a carry; lane).
-        len_l, len_ok, len_okl, enow_l, enx_l, en3_l, inc_l, el_l, pl_l = ([] for _ in range(9))
-        for ls in _LANES:
-            lo_k = (ls + 1) % BEAT_BYTES
-            length = Cat(lane(lo_k), prev7 if ls == BEAT_BYTES - 1 else lane(ls))
-            len_l.append(length)
-            # length < bound for bound <= 256, with the high byte's test registered for prev7
-            if ls == BEAT_BYTES - 1:
-                def below(bound, length=length):
-                    return prev7_zero & _below(length[:8], bound)
-            else:
-                def below(bound, length=length):
-                    return _below(length, bound)
-            len_ok.append(~below(MIN_MESSAGE_LENGTH))
-            len_okl.append(len_ok[-1] & live)
-            # (a length too short ends nothing: the framing stops there)
-            enow_l.append(~below(MIN_MESSAGE_LENGTH) & below(2 * BEAT_BYTES - lo_k))
-            enx_l.append(~below(2 * BEAT_BYTES - lo_k) & below(3 * BEAT_BYTES - lo_k))
-            en3_l.append(~below(3 * BEAT_BYTES - lo_k) & below(4 * BEAT_BYTES - lo_k))
-            low = length[:_LANE_BITS] + lo_k
-            inc_l.append(low[_LANE_BITS])
-            el_l.append(low[:_LANE_BITS])
-            pl_l.append((low + 1)[:_LANE_BITS])
-        length_now = _pick(pl, len_l)
+        # --- Block framing.
+        body_end = Signal()
+        pfx_due = Signal()        # a length prefix follows a segment ending in this beat
+        m.d.comb += [
+            body_end.eq(in_seg[_Seg.BODY] & e_now & e_byte),
+            pfx_due.eq(h_data | (body_end & ~left_one)),
+        ]
+        pl_mid = (pl != 0) & (pl != BEAT_BYTES - 1)
+        lo_lane = (pl + 1)[:_LANE_BITS]
+        first_here = (pfx_due & (pl != 0)) | in_seg[_Seg.PFX2]   # prefix byte 1 at lane pl
+        second_here = (pfx_due & pl_mid) | in_seg[_Seg.PFX1] | in_seg[_Seg.PFX2]
+        len_done = Signal()
+        length = Signal(LENGTH_BITS)
+        short = Signal()
+        blk_ok = Signal()
+        m.d.comb += [
+            len_done.eq(second_here & here(lo_lane)),
+            length.eq(Cat(lane(lo_lane), Mux(pl == BEAT_BYTES - 1, prev7, lane(pl)))),
+            short.eq(_below(length, MIN_MESSAGE_LENGTH)),
+            blk_ok.eq(len_done & ~short),
+        ]
+        type_a = Signal()         # the type byte follows the length in this beat
+        type_b = Signal()         # the type byte is lane 0, the length ended the previous beat
+        type_here = Signal()
+        m.d.comb += [
+            type_a.eq(blk_ok & (pl != BEAT_BYTES - 2)),
+            type_b.eq(in_seg[_Seg.BODY] & type_next),
+            type_here.eq(type_a | type_b),
+        ]
 
-        # --- Duplicates: the first block compares S where the header ends; block i after it is
-        # old when i <= d = expected - S - 1 (blocks 1 and 2 compared directly, as they can come
-        # before d is ready).
-        sge_l = Signal(BEAT_BYTES)    # S >= expected, S > expected, per header-end lane
-        sgt_l = Signal(BEAT_BYTES)
-        sge_next = Signal()           # S >= expected, for a first block after the header's beat
-        pkt_seq = Signal(SEQ_BITS)
-        dup_next = Mux(blk1, dup1, dn)
-        nodup = Mux(blk0, sge_next, ~dup_next)
+        # Is the block whose type byte is here a duplicate? The first block compares the header's
+        # sequence number: its early bytes from registers, the late ones possibly live.
+        early = [o for o in field_offsets("seq") if o + BEAT_BYTES <= FIRST_TYPE_OFFSET]
+        late = [o for o in field_offsets("seq") if o not in early]
+        late_bits = 8 * len(late)
+        seq_hi = header_field(hdr, "seq", range(early[0], early[-1] + 1))
+        seq_lo = header_field(hdr_next, "seq", range(late[0], late[-1] + 1))
+        exp_hi, exp_lo = expected[late_bits:], expected[:late_bits]
+        dup0 = (seq_hi < exp_hi) | ((seq_hi == exp_hi) & (seq_lo < exp_lo))
+        start = Signal()
+        m.d.comb += start.eq(type_here & ~Mux(blk0, dup0, skip_nz) & ~last)
 
-        # --- Start marks: one case per ssel, each from fixed lanes and registered gates.
-        sb = se_b & ~left_one & ~dup_next           # a later block starts after a body's end
-        sp = pfx & nodup                            # a block starts after a split prefix
-        st = tn & alive & nodup & live              # a block's type byte is lane 0
-        s_cases, kill_cases, trail_cases = [], [], []
-        for ls in _LANES:
-            L = (ls - 1) % BEAT_BYTES     # the header's last lane, when its prefix is at ls
-            count_ok = ~zero_l[L] & ~ones_l[L]
-            if ls == _TN_SLOT:
-                s_cases.append(st)
-            elif ls in (0, BEAT_BYTES - 1):
-                s_cases.append(len_okl[ls] & sp)
-            else:
-                s_cases.append(len_okl[ls] & (sb | (count_ok & ge_l[L] & hs_l[L])))
-            # What ends the framing: a length below the minimum (the rest is dropped) or a count
-            # without blocks (the rest is trailing bytes).
-            no_blocks = hs_l[L] & ~count_ok
-            if ls in (0, BEAT_BYTES - 1):
-                short_gate = pfx
-            else:
-                short_gate = (se_b & ~left_one) | (hs_l[L] & count_ok)
-            kill_cases.append((~len_ok[ls] & short_gate) | no_blocks)
-            trail_cases.append(no_blocks)
-        start = _pick(ssel, s_cases)
-        # msg_open | start, with msg_open folded into every case (the mux's first level has room)
-        open_v = msg_open & self.i.valid
-        valid = _pick(ssel, [open_v | case for case in s_cases])
-
-        # --- Output register; the payload loads whenever the register is free.
+        # --- Output register.
         abandon = last & msg_open & ~body_end
-        with m.If(ready):
+        with m.If(xfer):
             m.d.sync += [
-                self.o.valid.eq(valid),
+                self.o.valid.eq(start | msg_open),
                 out.data.eq(beat.data),
                 out.start.eq(start),
-                out.start_lane.eq((ssel + LENGTH_PREFIX)[:_LANE_BITS]),
-                out.length.eq(Mux(tn, cur_len, length_now)),
-                out.seq.eq(Mux(blk0, Mux(se_h, seq_now, pkt_seq), nseq)),
+                out.start_lane.eq(Mux(type_b, 0, (pl + LENGTH_PREFIX)[:_LANE_BITS])),
+                out.length.eq(Mux(type_b, cur_len, length)),
+                out.seq.eq(Mux(blk0, seq_now, blk_seq)),
                 out.end.eq((body_end & msg_open) | abandon),
                 out.end_lane.eq(e_lane),
                 out.error.eq(abandon),
             ]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
 
-        # --- Framing state updates. The schedule runs on as if every block were valid; dead
-        # says when it no longer matters. dead and trl are stale after a packet's last beat and
-        # reset by the next one's first.
-        h_cnt = from_start(lambda k: (k + _HEADER_END) // BEAT_BYTES)
-        h_lane = from_start(lambda k: (k + _HEADER_END) % BEAT_BYTES)
-        h_pl = from_start(lambda k: (k + _HEADER_END + 1) % BEAT_BYTES)
-        h_nx = from_start(lambda k: (k + _HEADER_END) // BEAT_BYTES == 2)
-        dead_old = dead | (se_h & ~sess_ok) | (se_b & left_one)
-        trl_old = trl | (se_b & left_one)
-        stay = ~last
-        # The segment ends two beats from now (e_cnt + e_inc == 3), when no length loads.
-        cnt3 = Mux(e_inc, e_cnt == 2, e_cnt == 3)
+        # --- Framing state updates.
+        e_tot = Signal(range(BEAT_BYTES + 2**LENGTH_BITS))   # segment end from this beat's lane 0
+        m.d.comb += e_tot.eq(Mux(first, start_lane + (HEADER_LENGTH - 1), lo_lane + length))
         with m.If(xfer):
             m.d.sync += [
-                st_x.eq(start),
-                mo.eq(msg_open & ~body_end & ~last),
+                in_pkt.eq(~last),
+                prev7.eq(lane(BEAT_BYTES - 1)),
+                type_next.eq(blk_ok & (pl == BEAT_BYTES - 2)),
+                msg_open.eq(start | (msg_open & ~body_end & ~last)),
             ]
-            with m.If(first):
+            with m.If(first | blk_ok):
                 m.d.sync += [
-                    hdr_s.eq(~last), bod.eq(0), tn.eq(0), pf1.eq(0), pf2.eq(0),
-                    dead.eq(0), trl.eq(0),
-                    e_cnt.eq(h_cnt), e_inc.eq(0), e_now.eq(0), e_nx.eq(h_nx),
-                    e_lane.eq(h_lane), hl.eq(h_lane), pl.eq(h_pl), ssel.eq(h_pl),
-                    framed.eq(0), no_end.eq(1), blk0.eq(1), blk1.eq(0), bi.eq(0),
+                    e_cnt.eq(e_tot[_LANE_BITS:]),
+                    e_now.eq(e_tot[_LANE_BITS:] == 1),
+                    e_lane.eq(e_tot[:_LANE_BITS]),
+                    pl.eq(e_tot[:_LANE_BITS] + 1),
                 ]
             with m.Else():
-                g_cases = [pfx if ls in (0, BEAT_BYTES - 1) else cont for ls in _LANES]
-                m.d.sync += [
-                    hdr_s.eq(hdr_s & ~e_now & stay),
-                    bod.eq(((bod & ~e_now) | (cont & (e_lane <= _LEN_LAST)) | pfx) & stay),
-                    tn.eq(cont & (e_lane == _LEN_LAST) & stay),
-                    pf1.eq(cont & (e_lane == BEAT_BYTES - 2) & stay),
-                    pf2.eq(cont & (e_lane == BEAT_BYTES - 1) & stay),
-                    dead.eq(_pick(pl, [dead_old | case for case in kill_cases])),
-                    trl.eq(_pick(pl, [trl_old | case for case in trail_cases])),
-                    e_now.eq(_pick(pl, [Mux(g, enow, e_nx)
-                                        for g, enow in zip(g_cases, enow_l, strict=True)])),
-                    e_nx.eq(_pick(pl, [Mux(g, enx, cnt3)
-                                       for g, enx in zip(g_cases, enx_l, strict=True)])),
-                ]
-                with m.If(len_sched):
-                    m.d.sync += [
-                        e_cnt.eq(_pick(pl, [length[_LANE_BITS:] for length in len_l])),
-                        e_inc.eq(_pick(pl, inc_l)),
-                        e_lane.eq(_pick(pl, el_l)),
-                        pl.eq(_pick(pl, pl_l)),
-                        ssel.eq(_pick(pl, [Const(_TN_SLOT, _LANE_BITS) if ls == _TN_SLOT
-                                           else pl_l[ls] for ls in _LANES])),
-                        cur_len.eq(length_now),
-                    ]
-                with m.Else():
-                    m.d.sync += [e_cnt.eq(e_cnt - 1), ssel.eq(pl)]
-                with m.If(se_b):
-                    m.d.sync += framed.eq(framed + here_e)
-                with m.If(body_end):
-                    m.d.sync += no_end.eq(0)
-                with m.If(type_sched):
-                    m.d.sync += [blk0.eq(0), blk1.eq(blk0), bi.eq(bi + 1)]
-            with m.If(se_h):
-                m.d.sync += [left.eq(count_now), left_hdr1.eq(_pick(e_lane, one_l))]
-            with m.Elif(body_end):
-                m.d.sync += [left.eq(left - 1), left_dec1.eq(left == 2)]
-            with m.If(h_done & ~session_valid):
-                m.d.sync += [session.eq(session_next), session_valid.eq(1)]
+                m.d.sync += [e_cnt.eq(e_cnt - 1), e_now.eq(e_cnt == 2)]
 
-        # --- Per-packet values.
-        pkt_count_m1 = Signal(COUNT_BITS)   # N - 1 (N >= 1 for a packet with blocks)
-        reach = Signal(SEQ_BITS)            # S + blocks framed so far
-        pkt_pass = Signal()                 # the header checks passed
-        with m.If(xfer):
-            with m.If(se_h):
-                m.d.sync += [
-                    pkt_seq.eq(seq_now),
-                    pkt_count_m1.eq(count_now - 1),
-                    sge_l.eq(Cat(*ge_l)),
-                    sgt_l.eq(Cat(*gt_l)),
-                    sge_next.eq(_pick(e_lane[:2], [ge_l[L | 4] for L in range(4)])),
-                    reach.eq(seq_now),
-                ]
-            with m.Elif(se_b & here_e):
-                m.d.sync += reach.eq(reach + 1)
             with m.If(first):
-                m.d.sync += pkt_pass.eq(0)
-            with m.Elif(h_pass):
-                m.d.sync += pkt_pass.eq(1)
+                m.d.sync += seg.eq(_Seg.HDR)
+            with m.Elif(h_done & ~sess_ok):
+                m.d.sync += seg.eq(_Seg.DROP)
+            with m.Elif(h_pass & ~h_data):
+                m.d.sync += seg.eq(_Seg.TRAIL)
+            with m.Elif(len_done & short):
+                m.d.sync += seg.eq(_Seg.DROP)
+            with m.Elif(blk_ok):
+                m.d.sync += seg.eq(_Seg.BODY)
+            with m.Elif(pfx_due & (pl == BEAT_BYTES - 1)):
+                m.d.sync += seg.eq(_Seg.PFX1)
+            with m.Elif(pfx_due & (pl == 0)):
+                m.d.sync += seg.eq(_Seg.PFX2)
+            with m.Elif(body_end):
+                m.d.sync += seg.eq(_Seg.TRAIL)
 
-        # Blocks after the first: d = expected - S - 1 from the cycle after the header.
-        e1 = Signal(SEQ_BITS)     # expected - 1, - 2, and whether they went below zero
-        e2 = Signal(SEQ_BITS)
-        e1_neg = Signal()
-        e2_neg = Signal()
-        m.d.sync += [
-            e1.eq(expected - 1), e2.eq(expected - 2),
-            e1_neg.eq(expected == 0), e2_neg.eq(expected[1:] == 0),
-        ]
+            with m.If(len_done):
+                m.d.sync += cur_len.eq(length)
+            with m.If(first):
+                m.d.sync += [blk0.eq(1), framed.eq(0)]
+            with m.Elif(type_here):
+                m.d.sync += [blk0.eq(0), blk_seq.eq(Mux(blk0, seq_now, blk_seq) + 1)]
+                with m.If(~blk0 & skip_nz):
+                    m.d.sync += [skip_cnt.eq(skip_cnt - 1), skip_nz.eq(skip_cnt[1:].any())]
+            with m.If(h_data):
+                m.d.sync += [left.eq(count_now), left_one.eq(count_now == 1)]
+            with m.Elif(body_end):
+                m.d.sync += [left.eq(left - 1), left_one.eq(left == 2), framed.eq(framed + 1)]
+
+            with m.If(h_done & ~session_valid):
+                m.d.sync += [session.eq(session_now), session_valid.eq(1)]
+            with m.If(h_pass & is_eos):
+                m.d.sync += ended.eq(1)
+
+        # --- Per-packet values for the pipelines behind the packet.
+        pkt_pass = Signal()       # the header checks passed
+        pkt_data = Signal()       # ... and the packet carries blocks
+        pkt_seq = Signal(SEQ_BITS)
+        pkt_count_m1 = Signal(COUNT_BITS)   # N - 1 (N >= 1 for a packet with blocks)
+        with m.If(xfer):
+            with m.If(first):
+                m.d.sync += [pkt_pass.eq(0), pkt_data.eq(0)]
+            with m.Elif(h_pass):
+                m.d.sync += [pkt_pass.eq(1), pkt_data.eq(h_data), pkt_seq.eq(seq_now),
+                             pkt_count_m1.eq(count_now - 1)]
+        # On a packet's first beat the registers still describe the previous packet.
+        pass_now = (pkt_pass & ~first) | h_pass
+        data_now = (pkt_data & ~first) | h_data
+        pkt_end = Signal()        # the last beat of a packet that passed the header checks
+        m.d.comb += pkt_end.eq(xfer & last & pass_now)
+
+        # Duplicates after the first block: d = expected - S - 1 blocks of the packet are old
+        # (first included); saturated to 16 bits, as a packet holds fewer blocks. One cycle after
+        # the header it sets the skip counter, two cycles after it tells a duplicate packet.
         h1, h2 = Signal(), Signal()
-        m.d.sync += [h1.eq(xfer & se_h), h2.eq(h1)]
-        diff = Signal(SEQ_BITS + 1)     # expected + ~S = d + 2**64: its carry says d >= 0
+        m.d.sync += [h1.eq(xfer & h_data), h2.eq(h1)]
+        # expected + ~S is d + 2**64: one adder, its carry out says d >= 0.
+        diff = Signal(SEQ_BITS + 1)
+        m.d.comb += diff.eq(expected + ~pkt_seq)
+        d_neg, d_mag = ~diff[SEQ_BITS], diff[:SEQ_BITS]
+        d_sat = Mux(d_mag[COUNT_BITS:].any(), (1 << COUNT_BITS) - 1, d_mag[:COUNT_BITS])
+        skip0 = Signal(COUNT_BITS)
+        dup0_reg = Signal()
+        dup_packet = Signal()
         with m.If(h1):
             m.d.sync += [
-                diff.eq(expected + ~pkt_seq),
-                dup1.eq(~e1_neg & (pkt_seq < e1)),
-                dup2.eq(~e2_neg & (pkt_seq < e2)),
-                nseq.eq(pkt_seq + 1),
+                skip_cnt.eq(Mux(d_neg, 0, d_sat)),
+                skip_nz.eq(~d_neg & d_mag.any()),
+                skip0.eq(Mux(d_neg, 0, d_sat)),
+                dup0_reg.eq(~d_neg),
             ]
-        with m.Elif(xfer & type_sched & ~blk0):
-            m.d.sync += nseq.eq(nseq + 1)
-        d_pos, d_mag = diff[SEQ_BITS], diff[:SEQ_BITS]
-        d_big = d_mag[COUNT_BITS:].any()
-        dsat = Signal(COUNT_BITS)       # d, 0 when negative, saturated: no packet holds more
-        dthr = Signal(COUNT_BITS + 1)   # j > dthr: S + j > expected, for j >= 2 blocks framed
-        dup_packet = Signal()           # S + N <= expected
         with m.If(h2):
-            m.d.sync += [
-                dsat.eq(Mux(d_pos, Mux(d_big, (1 << COUNT_BITS) - 1, d_mag[:COUNT_BITS]), 0)),
-                dthr.eq(Mux(d_pos, Mux(d_big, (1 << (COUNT_BITS + 1)) - 1,
-                                       d_mag[:COUNT_BITS] + 1), 0)),
-                dup_packet.eq(d_pos & (d_big | (d_mag[:COUNT_BITS] >= pkt_count_m1))),
-            ]
-        with m.If(xfer & type_sched & ~blk0):
-            m.d.sync += dn.eq(Mux(blk1, dup2, bi < dsat))
+            m.d.sync += dup_packet.eq(dup0_reg & (pkt_count_m1 <= skip0))
 
-        # --- Sequence update and gaps: expected the cycle after the last beat, the gap FIFO
-        # two cycles later (its count S - expected comes from diff).
-        m.submodules.gap_fifo = gap_fifo = fifo.SyncFIFOBuffered(
-            width=GapLayout.size, depth=self._gap_fifo_depth)
-        wiring.connect(m, gap_fifo.r_stream, wiring.flipped(self.o_gap))
-        sp1, sp2, sp3 = Signal(), Signal(), Signal()
-        fj = Signal(COUNT_BITS + 1)     # j: the blocks framed completely
-        gap = Signal()
-        gap_first = Signal(SEQ_BITS)
-        gap_count = Signal(SEQ_BITS)
-        m.d.sync += [
-            sp1.eq(xfer & last & ((pkt_pass & ~first) | h_pass)),
-            sp2.eq(sp1), sp3.eq(sp2),
-        ]
-        with m.If(xfer & last):
-            m.d.sync += fj.eq(framed + body_end)
-        sgt = sgt_l.bit_select(hl, 1)
-        sge = sge_l.bit_select(hl, 1)
-        advance = Mux(fj == 0, sgt, Mux(fj == 1, sge, dthr < fj))   # S + j > expected
-        with m.If(sp1):
-            m.d.sync += [gap.eq(sgt), gap_first.eq(expected)]
-            with m.If(advance):
-                m.d.sync += expected.eq(reach)
-        with m.If(sp2):
-            m.d.sync += gap_count.eq(~d_mag)
-        gap_push = sp3 & gap
-        m.d.comb += [
-            gap_fifo.w_en.eq(gap_push),
-            gap_fifo.w_data.eq(Cat(gap_first, gap_count)),
-        ]
-        m.d.comb += self.i_expected.ready.eq(~in_pkt & ~sp1)
-        with m.If(self.i_expected.valid & self.i_expected.ready):
-            m.d.sync += expected.eq(self.i_expected.payload)
-
-        # --- Counter stages: the event logic behind the beat, on registered copies of its state
-        # (d_), then its first half (c_) and the events (ev_) registered before they are
-        # accumulated.
-        dv = Signal()
-        m.d.sync += dv.eq(xfer)
-        d_first, d_last, d_err = Signal(), Signal(), Signal()
-        d_hdr, d_bod, d_pf1, d_pf2, d_trail = Signal(), Signal(), Signal(), Signal(), Signal()
-        d_enow, d_left_one, d_open, d_sess = Signal(), Signal(), Signal(), Signal()
-        d_hb, d_eos, d_short = Signal(), Signal(), Signal()
-        d_pl = Signal(_LANE_BITS)
-        # Whether the lanes that matter hold packet bytes (middle beats are full whatever their
-        # keep says): the segment's end, the next prefix's two bytes; any byte after the end, any.
-        present = Mux(first | last, beat.keep, (1 << BEAT_BYTES) - 1)
+        # --- Per-packet counts, committed once the duplicate-packet decision is known.
+        ev_dup_msg = body_end & ~msg_open
+        ev_length_short = len_done & short
+        prefix_begun = (first_here & here(pl)) | in_seg[_Seg.PFX1]
+        ev_past_end = last & ~err & ((in_seg[_Seg.BODY] & ~body_end) | blk_ok
+                                     | (prefix_begun & ~len_done))
+        ev_count_short = last & ~err & ((first_here & ~here(pl)) | (pfx_due & (pl == 0)))
         after_end = (Const((1 << BEAT_BYTES) - 1, BEAT_BYTES) << (e_lane + 1))[:BEAT_BYTES]
-        d_here_e, d_here_pl, d_here_lo = Signal(), Signal(), Signal()
-        d_after, d_any = Signal(), Signal()
-        with m.If(xfer):
-            m.d.sync += [
-                d_first.eq(first), d_last.eq(last), d_err.eq(err),
-                d_hdr.eq(hdr_s), d_bod.eq(bod & alive), d_pf1.eq(pf1 & alive),
-                d_pf2.eq(pf2 & alive), d_trail.eq(in_pkt & dead & trl),
-                d_enow.eq(e_now), d_pl.eq(pl), d_left_one.eq(left_one),
-                d_open.eq(msg_open), d_sess.eq(sess_ok),
-                d_hb.eq(_pick(e_lane, zero_l)), d_eos.eq(_pick(e_lane, ones_l)),
-                d_short.eq(~_pick(pl, len_ok)),
-                d_here_e.eq(present.bit_select(e_lane, 1)),
-                d_here_pl.eq(present.bit_select(pl, 1)),
-                d_here_lo.eq(present.bit_select((pl + 1)[:_LANE_BITS], 1)),
-                d_after.eq((present & after_end).any()),
-                d_any.eq(present.any()),
-            ]
-
-        # First half: the header's and the body's end.
-        cv = Signal()
-        m.d.sync += cv.eq(dv)
-        c_hdone, c_hpass, c_hdata, c_bend = Signal(), Signal(), Signal(), Signal()
-        c_first, c_last, c_err, c_bod, c_pf1, c_pf2 = (Signal() for _ in range(6))
-        c_trail, c_left_one, c_open, c_short = (Signal() for _ in range(4))
-        c_hb, c_eos, c_here_pl, c_here_lo, c_after, c_any = (Signal() for _ in range(6))
-        c_pl = Signal(_LANE_BITS)
-        with m.If(dv):
-            m.d.sync += [
-                c_hdone.eq(d_hdr & d_enow & d_here_e),
-                c_hpass.eq(d_hdr & d_enow & d_here_e & d_sess),
-                c_hdata.eq(d_hdr & d_enow & d_here_e & d_sess & ~d_hb & ~d_eos),
-                c_bend.eq(d_bod & d_enow & d_here_e),
-                c_first.eq(d_first), c_last.eq(d_last), c_err.eq(d_err), c_bod.eq(d_bod),
-                c_pf1.eq(d_pf1), c_pf2.eq(d_pf2), c_trail.eq(d_trail),
-                c_left_one.eq(d_left_one), c_open.eq(d_open), c_short.eq(d_short),
-                c_hb.eq(d_hb), c_eos.eq(d_eos), c_here_pl.eq(d_here_pl),
-                c_here_lo.eq(d_here_lo), c_after.eq(d_after), c_any.eq(d_any), c_pl.eq(d_pl),
-            ]
-
-        c_pfx_due = c_hdata | (c_bend & ~c_left_one)
-        pl_mid = (c_pl != 0) & (c_pl != BEAT_BYTES - 1)
-        first_here = (c_pfx_due & (c_pl != 0)) | c_pf2    # prefix byte 1 at lane pl
-        second_here = (c_pfx_due & pl_mid) | c_pf1 | c_pf2
-        len_done = second_here & c_here_lo
-        blk_ok = len_done & ~c_short
-        prefix_begun = (first_here & c_here_pl) | c_pf1
-        trail_enter = (c_hpass & ~c_hdata) | (c_bend & c_left_one)
-
-        # Whether the packet passed its header checks (and carries blocks), for its last beat.
-        c_pass = Signal()
-        c_data = Signal()
-        with m.If(cv):
-            with m.If(c_first):
-                m.d.sync += [c_pass.eq(0), c_data.eq(0)]
-            with m.Elif(c_hpass):
-                m.d.sync += [c_pass.eq(1), c_data.eq(c_hdata)]
+        trail_enter = (h_pass & ~h_data) | (body_end & left_one)
+        ev_trailing = ((trail_enter & (present & after_end).any())
+                       | (in_seg[_Seg.TRAIL] & present.any()))
 
         flags = ("length_short", "length_past_end", "count_short", "trailing_bytes")
-        events = {
-            "length_short": len_done & c_short,
-            "length_past_end": c_last & ~c_err & ((c_bod & ~c_bend) | blk_ok
-                                                  | (prefix_begun & ~len_done)),
-            "count_short": c_last & ~c_err & ((first_here & ~c_here_pl)
-                                              | (c_pfx_due & (c_pl == 0))),
-            "trailing_bytes": (trail_enter & c_after) | (c_trail & c_any),
-        }
-        ev = {name: Signal(name=f"ev_{name}") for name in flags}
-        ev_v, ev_first, ev_dup_msg = Signal(), Signal(), Signal()
-        ev_end, ev_data = Signal(), Signal()     # a passed packet's last beat; it carries blocks
-        ev_hdr_only, ev_hb, ev_eos, ev_msg = Signal(), Signal(), Signal(), Signal()
-        ev_mismatch, ev_short_hdr, ev_err = Signal(), Signal(), Signal()
-        m.d.sync += [
-            ev_v.eq(cv),
-            ev_end.eq(cv & c_last & ((c_pass & ~c_first) | c_hpass)),
-            ev_hdr_only.eq(cv & c_hpass & ~c_hdata),
-            ev_hb.eq(cv & c_hpass & c_hb),
-            ev_eos.eq(cv & c_hpass & c_eos),
-            ev_msg.eq(cv & c_bend & c_open),
-            ev_mismatch.eq(cv & c_hdone & ~c_hpass),
-            ev_short_hdr.eq(cv & c_last & ~c_err & (c_first | c_hdr_s) & ~c_hdone),
-            ev_err.eq(cv & c_err),
-        ]
-        with m.If(cv):
-            m.d.sync += [
-                ev_first.eq(c_first),
-                ev_dup_msg.eq(c_bend & ~c_open),
-                ev_data.eq((c_data & ~c_first) | c_hdata),
-            ]
-            m.d.sync += [ev[name].eq(events[name]) for name in flags]
-
-        # Per-packet counts, committed once the duplicate-packet decision is known.
+        events = dict(zip(flags, (ev_length_short, ev_past_end, ev_count_short, ev_trailing),
+                          strict=True))
         acc = {name: Signal(name=f"acc_{name}") for name in flags}
         acc_next = {name: Signal(name=f"acc_{name}_next") for name in flags}
         acc_dup = Signal(COUNT_BITS)
         acc_dup_next = Signal(COUNT_BITS)
-        m.d.comb += acc_dup_next.eq(Mux(ev_first, 0, acc_dup) + ev_dup_msg)
+        m.d.comb += acc_dup_next.eq(Mux(first, 0, acc_dup) + ev_dup_msg)
         for name in flags:
-            m.d.comb += acc_next[name].eq((acc[name] & ~ev_first) | ev[name])
-        with m.If(ev_v):
+            m.d.comb += acc_next[name].eq((acc[name] & ~first) | events[name])
+        with m.If(xfer):
             m.d.sync += acc_dup.eq(acc_dup_next)
             m.d.sync += [acc[name].eq(acc_next[name]) for name in flags]
 
         held = {name: Signal(name=f"held_{name}") for name in flags}
         held_dup = Signal(COUNT_BITS)
         held_data = Signal()
-        commit = Signal()
-        m.d.sync += commit.eq(ev_end)
-        with m.If(ev_end):
-            m.d.sync += [held_dup.eq(acc_dup_next), held_data.eq(ev_data)]
+        timer = Signal(range(_PACKET_PIPE + 1))
+        with m.If(timer != 0):
+            m.d.sync += timer.eq(timer - 1)
+        with m.If(pkt_end):
+            m.d.sync += [timer.eq(_PACKET_PIPE), held_dup.eq(acc_dup_next), held_data.eq(data_now)]
             m.d.sync += [held[name].eq(acc_next[name]) for name in flags]
+        commit = timer == 1
         dropped = held_data & dup_packet
         keep_counts = commit & ~dropped
 
-        # --- Counters: each adds an increment registered the cycle before.
+        # --- Sequence update and gaps: S + j and S - expected one cycle after the last beat,
+        # expected and the gap FIFO the cycle after.
+        m.submodules.gap_fifo = gap_fifo = fifo.SyncFIFOBuffered(
+            width=GapLayout.size, depth=self._gap_fifo_depth)
+        wiring.connect(m, gap_fifo.r_stream, wiring.flipped(self.o_gap))
+        sp1, sp2 = Signal(), Signal()
+        sp_framed = Signal(COUNT_BITS)
+        reach = Signal(SEQ_BITS + 1)    # S + j: one past the last message framed
+        gap = Signal()
+        gap_count = Signal(SEQ_BITS)
+        m.d.sync += [sp1.eq(pkt_end), sp2.eq(sp1)]
+        with m.If(pkt_end):
+            m.d.sync += sp_framed.eq(framed + body_end)
+        with m.If(sp1):
+            m.d.sync += [reach.eq(pkt_seq + sp_framed), gap.eq(pkt_seq > expected),
+                         gap_count.eq(pkt_seq - expected)]
+        gap_push = sp2 & gap
+        m.d.comb += [
+            gap_fifo.w_en.eq(gap_push),
+            gap_fifo.w_data.eq(Cat(expected, gap_count)),
+        ]
+        with m.If(sp2 & (reach > expected)):
+            m.d.sync += expected.eq(reach[:SEQ_BITS])
+        m.d.comb += self.i_expected.ready.eq(~in_pkt & ~sp1 & ~sp2)
+        with m.If(self.i_expected.valid & self.i_expected.ready):
+            m.d.sync += expected.eq(self.i_expected.payload)
+
+        # --- Counters.
         def bump(name, by):
             counter = getattr(stats, name)
-            inc = Signal(len(by), name=f"inc_{name}")
-            m.d.sync += [inc.eq(by), counter.eq(counter + inc)]
+            m.d.sync += counter.eq(counter + by)
 
-        bump("packets", ev_hdr_only + (commit & held_data & ~dup_packet))
-        bump("messages", ev_msg)
-        bump("heartbeats", ev_hb)
-        bump("end_of_session", ev_eos)
+        header_event = xfer & h_done
+        bump("packets", (xfer & h_pass & ~h_data) + (commit & held_data & ~dup_packet))
+        bump("messages", xfer & body_end & msg_open)
+        bump("heartbeats", xfer & h_pass & is_hb)
+        bump("end_of_session", xfer & h_pass & is_eos)
         bump("dup_packets", commit & dropped)
         bump("dup_messages", Mux(keep_counts, held_dup, 0))
         bump("gaps", gap_push)
         bump("gap_messages", Mux(gap_push, gap_count, 0))
         bump("gap_overflow", gap_push & ~gap_fifo.w_rdy)
-        bump("session_mismatch", ev_mismatch)
-        bump("short_header", ev_short_hdr)
+        bump("session_mismatch", header_event & ~sess_ok)
+        bump("short_header", xfer & last & ~err & (first | in_seg[_Seg.HDR]) & ~h_done)
         for name in flags:
             bump(name, keep_counts & held[name])
-        bump("frame_error", ev_err)
-
-        with m.If(ev_eos):
-            m.d.sync += ended.eq(1)
+        bump("frame_error", xfer & err)
 
         m.d.comb += [
             self.status.expected.eq(expected),

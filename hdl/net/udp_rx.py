@@ -40,7 +40,6 @@ UdpRxConfigLayout = data.StructLayout({"mac": 48, "ip": 32, "port": 16})
 
 _VARIANTS = (False, True)  # without / with one 802.1Q tag
 _ALL_LANES = (1 << BEAT_BYTES) - 1
-_LANE_BITS = exact_log2(BEAT_BYTES)
 
 # The beat holding the first payload byte. The design decides a frame's fate in that beat, so
 # it must be the same with and without the tag (it is: beat 5, lane 2 or lane 6).
@@ -51,69 +50,48 @@ _UDP_LAST = {v: BytePos.of(header_pos(UDP, v).offset + UDP.size - 1) for v in _V
 assert all(pos.beat == PAYLOAD_BEAT for pos in _UDP_LAST.values())
 # The beat whose type field tells whether a tag is present; later beats use the registered flag.
 _TAG_BEAT = field_pos(ETHERNET, "ethertype", False).last_beat
-# The IPv4 total length arrives in the same beat with and without the tag, after the tag beat,
-# so the values derived from it are registered from the input in that beat.
-_TOTAL = {v: field_pos(IPV4, "total_length", v) for v in _VARIANTS}
-_TOTAL_BEAT = _TOTAL[False].last_beat
-assert _TOTAL[True].last_beat == _TOTAL_BEAT > _TAG_BEAT
 # Width of a beat index that reaches the end of the largest IPv4 datagram.
 _MAX_TOTAL_LENGTH = (1 << 8 * IPV4["total_length"].size) - 1
 _INDEX_BITS = ((_MAX_TOTAL_LENGTH + eth_header_length(True)) // BEAT_BYTES).bit_length()
-# The beat counter starts at this value, so that comparing it with the index of the beat holding
-# the last payload byte tells, one beat early, that the next beat holds it: the comparison is
-# then registered twice before the output path uses it.
-_COUNT_AHEAD = 2
 # The checksum is summed in 16-bit words; it must start at an even offset so that words are
-# lane pairs.
+# lane pairs, and its plain sum (ten words) must fit the accumulator.
 _IP = {v: header_pos(IPV4, v) for v in _VARIANTS}
 assert all(pos.offset % 2 == 0 for pos in _IP.values())
-_WORD = 16
-_DST = {v: field_pos(IPV4, "dst", v) for v in _VARIANTS}
-# The checksum test's bits are registered as this many partial ANDs.
-_CHECKSUM_GROUPS = 4
+_SUM_BITS = (IPV4.size // 2 * 0xFFFF).bit_length()
+assert 16 < _SUM_BITS < 32  # keeps the high part below 0xFFFF, as _checksum_ok requires
 
 
-def _rotate_left(value: Value) -> Value:
-    return Cat(value[-1], value[:-1])
+def _csa_sum(operands: list[Value], width: int) -> Value:
+    """Sum of ``operands`` modulo ``2**width``: 3:2 compressors (LUTs only), then one adder.
 
-
-def _ring_csa(operands: list[Value]) -> tuple[Value, Value]:
-    """Reduce 16-bit ``operands`` to two whose sum is congruent to theirs modulo ``0xFFFF``.
-
-    3:2 compressors whose carry out of bit 15 wraps round to bit 0 (``2**16 == 1`` modulo
-    ``0xFFFF``, the end-around carry of the Internet checksum), so no carry chain is needed and
-    every level is one LUT. The two results are both zero only when every operand is zero.
+    Keeps a many-operand sum to a few LUT levels and a single carry chain.
     """
     ops = [Value.cast(op) for op in operands]
-    assert all(len(op) == _WORD for op in ops)
-    if len(ops) == 1:
-        return ops[0], Const(0, _WORD)
     while len(ops) > 2:
         a, b, c = ops[:3]
-        ops = [*ops[3:], a ^ b ^ c, _rotate_left((a & b) | (a & c) | (b & c))]
-    return ops[0], ops[1]
+        total = (a ^ b ^ c)[:width]
+        carry = (((a & b) | (a & c) | (b & c)) << 1)[:width]
+        ops = [*ops[3:], total, carry]
+    return (ops[0] + ops[1])[:width]
 
 
-def _ring_sum_is_ones(s: Value, c: Value) -> Value:
-    """The Internet checksum verifies when all of these 16 bits are set: ``s + c`` (a carry-save
-    ``_ring_csa`` result) is a nonzero multiple of ``0xFFFF``, i.e. the header's one's complement
-    sum is ``0xFFFF``.
+def _checksum_ok(total: Value) -> Value:
+    """The Internet checksum verifies: ``total`` (plain sum of the header words) folds to 0xFFFF.
 
-    With 16-bit ``s`` and ``c``, that is ``s + c`` equal to ``0xFFFF`` (``s == ~c``) or to
-    ``0x1FFFE`` (both all ones); ``s == c == 0`` is an all-zero header, which fails as it should.
-    One more half-adder step, ``x = s ^ c`` and ``y = rotl(s & c)``, keeps the sum and rules out
-    the both-all-ones case, so the test is ``x == ~y``: one LUT per bit, then an AND.
+    With ``total = h * 2**16 + l`` and ``h`` a k-bit number (k < 16), ``h + l`` is below
+    ``2 * 0xFFFF``, so the folded sum is 0xFFFF exactly when ``l == 0xFFFF - h``: bits 15..k of
+    ``l`` all ones and its low k bits ``~h``. Comparing bits this way needs no end-around-carry
+    adder. (A zero sum, which folds to 0, fails as it should.)
     """
-    x = s ^ c
-    y = _rotate_left(s & c)
-    return x ^ y
+    high = total[16:]
+    return total[len(high):16].all() & (total[:len(high)] ^ high).all()
 
 
 class UdpRx(wiring.Component):
     """Ethernet II (+ one optional 802.1Q tag) / IPv4 / UDP receive for one feed.
 
-    Checks each frame against ``endpoint`` and the feed's structure (see ``sim/udp_rx.py`` for
-    the drop reasons and their priority) and passes on the UDP payload of the frames that pass.
+    Checks each frame against ``config`` and the feed's structure (see ``sim/udp_rx.py`` for the
+    drop reasons and their priority) and passes on the UDP payload of the frames that pass.
 
     Ports
     -----
@@ -121,10 +99,9 @@ class UdpRx(wiring.Component):
         Frames from the MAC: lane 0 of the first beat is the first byte of the destination MAC;
         no FCS. ``keep`` is all ones except on the last beat, where it is a run of ones from lane
         0; ``error`` on the last beat marks a bad frame (FCS error, the MAC's ``tuser``).
-    endpoint : In(UdpRxConfigLayout)
+    config : In(UdpRxConfigLayout)
         ``mac`` (48), ``ip`` (32), ``port`` (16): the feed's destination, first wire byte most
-        significant. Sampled as the matching header bytes arrive. (Not named ``config``, a
-        reserved word in Verilog.)
+        significant. Sampled as the matching header bytes arrive.
     o : Out(BeatStream)
         The UDP payload in its original lanes (no realignment, which would cost latency):
         ``keep`` marks the payload bytes; ``first`` is set on the beat holding the first payload
@@ -132,7 +109,7 @@ class UdpRx(wiring.Component):
         last one; ``error`` on the last beat when the frame was truncated or flagged by the MAC.
     stats : Out(stats_layout(UdpRxStat))
         48-bit counters: ``frames``, ``accepted`` and one per reason; every frame counts in
-        ``frames`` and in exactly one other. They update 3 cycles after the frame's last beat.
+        ``frames`` and in exactly one other. They update 2 cycles after the frame's last beat.
 
     Cut-through policy
     ------------------
@@ -166,130 +143,92 @@ class UdpRx(wiring.Component):
 
     Notes
     -----
-    Timing: the beat position is one-hot. Every check is registered in the beat that completes
-    it, so the decision on the first payload beat is an AND of one registered flag with the
-    checks completing in that beat (the tagged UDP port and length, 32 bits compared with the
-    input, and the checksum test). The IPv4 checksum is accumulated in carry-save form with an
-    end-around carry (at most six operands, three LUT levels, per header beat; no carry chain)
-    and tested without adding the two halves. Registers whose value only depends on the beat in
-    front of them (stored header bytes, checksum stages, values derived from the total length)
-    load while at their beat whether or not it is taken, which keeps ``o.ready`` away from their
-    enables; so do the output payload registers whenever the output is free. The payload's end
-    is predicted two beats ahead, so the keep mask and the end markers come from registers; the
-    counters add a registered, already prioritised increment.
+    Timing: every check is registered as soon as its bytes are in, and the payload's end is
+    predicted a beat ahead, so the decision on the first payload beat is an OR of registered
+    flags with the checks completing in that beat (16-bit compares of the UDP port and length
+    when tagged, and a LUT-only test of the registered checksum sum), feeding ``o.valid`` alone.
+    The checksum adds at most six 16/20-bit operands per beat through 3:2 compressors and one
+    20-bit adder.
     """
 
     i: In(BeatStream())
-    endpoint: In(UdpRxConfigLayout)
+    config: In(UdpRxConfigLayout)
     o: Out(BeatStream())
     stats: Out(stats_layout(UdpRxStat))
 
     def elaborate(self, platform):
         m = Module()
-        i, o, endpoint = self.i, self.o, self.endpoint
-        data_in, keep_in, last_in = i.payload.data, i.payload.keep, i.payload.last
+        i, o, config = self.i, self.o, self.config
+        data_in, keep_in = i.payload.data, i.payload.keep
         accept = Signal()
         m.d.comb += accept.eq(i.valid & i.ready)
 
-        # Where the input beat is, one-hot: header beats 0..PAYLOAD_BEAT-1, the first payload
-        # beat, then `beyond` for the rest of the frame.
-        at = [Signal(name=f"at_beat{k}", init=int(k == 0)) for k in range(PAYLOAD_BEAT + 1)]
-        first_beat = at[PAYLOAD_BEAT]
-        in_header = Signal(init=1)  # any of at[0..PAYLOAD_BEAT-1]
-        beyond = Signal()
-        with m.If(accept):
-            with m.If(last_in):
-                m.d.sync += [at[0].eq(1), *(a.eq(0) for a in at[1:]), in_header.eq(1),
-                             beyond.eq(0)]
-            with m.Else():
-                m.d.sync += [at[0].eq(0), *(at[k + 1].eq(at[k]) for k in range(PAYLOAD_BEAT)),
-                             in_header.eq(Cat(*at[:PAYLOAD_BEAT - 1]).any()),
-                             beyond.eq(beyond | first_beat)]
-
-        # Header beats are always taken when valid, and a beat not taken is offered again
-        # unchanged, so registers fed from the beat at a given position can load whenever the
-        # position is current: the last load is the beat that was taken.
+        # Where the input beat is: hdr_beat counts up to PAYLOAD_BEAT + 1 ("after the first
+        # payload beat"), so header decisions use a 3-bit compare; `beat` counts every beat for
+        # the payload's end and may wrap harmlessly on absurdly long frames (past_end is set).
+        hdr_beat = Signal(range(PAYLOAD_BEAT + 2))
+        beat = Signal(_INDEX_BITS)
         stored = [Signal(8 * BEAT_BYTES, name=f"header_beat{k}") for k in range(PAYLOAD_BEAT)]
-        for k, word in enumerate(stored):
-            with m.If(at[k]):
-                m.d.sync += word.eq(data_in)
         vlan = Signal()
 
-        def byte_source(beat: int):
-            """Bytes of a field checked at beat ``beat``: earlier beats come from ``stored``."""
+        def byte_source(at: int):
+            """Bytes of a field checked at beat ``at``: earlier beats come from ``stored``."""
             def byte_at(pos: BytePos) -> Value:
-                assert pos.beat <= beat
-                word = data_in if pos.beat == beat else stored[pos.beat]
+                assert pos.beat <= at
+                word = data_in if pos.beat == at else stored[pos.beat]
                 return word.word_select(pos.lane, 8)
             return byte_at
 
         tag_type = field_pos(ETHERNET, "ethertype", False)
         vlan_now = Signal()
         m.d.comb += vlan_now.eq(be_value(tag_type, byte_source(_TAG_BEAT)) == ETHERTYPE_VLAN)
-        with m.If(at[_TAG_BEAT]):
-            m.d.sync += vlan.eq(vlan_now)
 
-        def variant(vlan_variant: bool | None, beat: int) -> Value:
+        def variant(vlan_variant: bool | None, at: int) -> Value:
             if vlan_variant is None:
                 return Const(1)
-            assert beat >= _TAG_BEAT
-            flag = vlan_now if beat == _TAG_BEAT else vlan
+            assert at >= _TAG_BEAT
+            flag = vlan_now if at == _TAG_BEAT else vlan
             return flag if vlan_variant else ~flag
 
-        def by_variant(choice) -> Value:
-            return Mux(vlan, choice(True), choice(False))
-
-        # From the IPv4 total length, registered in its beat: the expected UDP length and where
-        # the last payload byte will be (beat index and lane).
-        total_byte = byte_source(_TOTAL_BEAT)
-        totals = {v: be_value(_TOTAL[v], total_byte) for v in _VARIANTS}
+        # Precomputed from the stored IPv4 total length, a cycle after it arrives, so that the
+        # beats that use them see registers only.
+        total_pos = {v: field_pos(IPV4, "total_length", v) for v in _VARIANTS}
+        total_beat = max(pos.last_beat for pos in total_pos.values())
+        # Registered during the beat after the total length, used from the next one on: by the
+        # beat before the first payload beat at the latest (to predict `at_end`).
+        assert total_beat + 2 <= PAYLOAD_BEAT - 1
+        stored_byte = byte_source(PAYLOAD_BEAT)
+        total = Mux(vlan, be_value(total_pos[True], stored_byte),
+                    be_value(total_pos[False], stored_byte))
         udp_length_expected = Signal(16)
-        end_beat = Signal(_INDEX_BITS)
-        end_lanes = Signal(BEAT_BYTES)  # lanes up to the last payload byte's, in its beat
-        end_lane_bit = Signal(BEAT_BYTES)  # the last payload byte's lane, one-hot
+        end_beat_minus_1 = Signal(_INDEX_BITS)  # beat before the one with the last payload byte
+        end_lane = Signal(range(BEAT_BYTES))
         empty_payload = Signal()
-        def end_lane_in(lanes: range) -> Value:
-            # From the low bits of the length field, not through the adder's carry chain.
-            def matches(v: bool) -> Value:
-                low = totals[v][:_LANE_BITS]
-                offset = eth_header_length(v) - 1
-                return Cat(*(low == (lane - offset) % BEAT_BYTES for lane in lanes)).any()
-            return by_variant(matches)
+        # last payload byte's offset minus one beat: offset = eth header + total length - 1
+        last_minus_beat = Signal(_INDEX_BITS + exact_log2(BEAT_BYTES))
+        m.d.comb += last_minus_beat.eq(total + Mux(
+            vlan, eth_header_length(True) - 1 - BEAT_BYTES,
+            eth_header_length(False) - 1 - BEAT_BYTES))
+        m.d.sync += [
+            udp_length_expected.eq(total - IPV4.size),
+            end_beat_minus_1.eq(last_minus_beat >> exact_log2(BEAT_BYTES)),
+            end_lane.eq(last_minus_beat[:exact_log2(BEAT_BYTES)]),
+            empty_payload.eq(total == IPV4.size + UDP.size),
+        ]
 
-        # Per variant, then selected: the tag flag is a register, so it only adds a LUT after
-        # each carry chain.
-        with m.If(at[_TOTAL_BEAT]):
-            m.d.sync += [
-                udp_length_expected.eq(by_variant(lambda v: totals[v] - IPV4.size)),
-                end_beat.eq(by_variant(lambda v: (totals[v] + eth_header_length(v) - 1)
-                                       >> _LANE_BITS)),
-                end_lanes.eq(Cat(*(end_lane_in(range(lane, BEAT_BYTES))
-                                   for lane in range(BEAT_BYTES)))),
-                end_lane_bit.eq(Cat(*(end_lane_in(range(lane, lane + 1))
-                                      for lane in range(BEAT_BYTES)))),
-                empty_payload.eq(by_variant(lambda v: totals[v] == IPV4.size + UDP.size)),
-            ]
-
-        # Header checks: (reason, beat completing the fields, tag variant or None, failed, and
-        # for an equality check the (value, expected) pair).
+        # Header checks: (reason, beat completing the fields, tag variant or None, failed).
         checks = []
 
-        def check(reason, fields, failed=None, after=None, equals=None):
+        def check(reason, fields, failed, after=0):
             pos = {v: [field_pos(header, name, v) for header, name in fields] for v in _VARIANTS}
             for vlan_variant in ((None,) if pos[False] == pos[True] else _VARIANTS):
                 where: list[FramePos] = pos[bool(vlan_variant)]
-                beat = max(p.last_beat for p in where)
-                assert after is None or beat > after, "a precomputed value would not be ready"
-                values = [be_value(p, byte_source(beat)) for p in where]
-                if equals is None:
-                    checks.append((reason, beat, vlan_variant, failed(*values), None))
-                else:
-                    (value,) = values
-                    # (XOR rather than !=, which synthesis may merge into a subtractor.)
-                    checks.append((reason, beat, vlan_variant, (value ^ equals).any(),
-                                   (value, equals)))
+                at = max(p.last_beat for p in where)
+                assert at >= after, "a precomputed value would not be ready in time"
+                values = [be_value(p, byte_source(at)) for p in where]
+                checks.append((reason, at, vlan_variant, failed(*values)))
 
-        check(UdpRxStat.MAC, [(ETHERNET, "dst")], equals=endpoint.mac)
+        check(UdpRxStat.MAC, [(ETHERNET, "dst")], lambda dst: dst != config.mac)
         check(UdpRxStat.NOT_IPV4, [(ETHERNET, "ethertype"), (IPV4, "version_ihl")],
               lambda ethertype, vi: ((ethertype != ETHERTYPE_IPV4)
                                      | ((vi >> IPV4_VERSION_SHIFT) != IPV4_VERSION)))
@@ -300,241 +239,153 @@ class UdpRx(wiring.Component):
         check(UdpRxStat.NOT_UDP, [(IPV4, "protocol")], lambda proto: proto != IPPROTO_UDP)
         check(UdpRxStat.LENGTH, [(IPV4, "total_length")],
               lambda length: length < IPV4.size + UDP.size)
-        check(UdpRxStat.LENGTH, [(UDP, "length")], equals=udp_length_expected, after=_TOTAL_BEAT)
-        # The address is sampled once, in the first beat, for this check and for the checksum's
-        # stand-in words (below), so that both see the same value.
-        ip = Signal(len(endpoint.ip), name="ip_sampled")
-        with m.If(at[0]):
-            m.d.sync += ip.eq(endpoint.ip)
-        check(UdpRxStat.DST_IP, [(IPV4, "dst")], equals=ip, after=0)
-        check(UdpRxStat.DST_PORT, [(UDP, "dst_port")], equals=endpoint.port)
+        check(UdpRxStat.LENGTH, [(UDP, "length")],
+              lambda length: length != udp_length_expected, after=total_beat + 2)
+        check(UdpRxStat.DST_IP, [(IPV4, "dst")], lambda ip: ip != config.ip)
+        check(UdpRxStat.DST_PORT, [(UDP, "dst_port")], lambda port: port != config.port)
 
-        # IPv4 checksum: each header beat's 16-bit words (lane pairs, masked by the tag flag when
-        # only one variant has them there) are compressed with the previous beat's two vectors
-        # into a new register pair; the header's words up to the tag beat wait in `stored` and
-        # join the next beat. The sum is tested in the first payload beat, for the counters.
-        # The decision in that beat needs a test started a beat earlier, with fewer operands:
-        # the destination address words of the header's last beat are stood in for by the
-        # sampled address (summed in advance and added in the first checksum beat), since a
-        # frame whose address differs is dropped anyway. The exact sum takes the real words
-        # and subtracts the stand-in (adds its complement, modulo 0xFFFF); its test then errs
-        # only for an all-zero header, which the version check drops first.
+        # IPv4 checksum: the header's 16-bit words (lane pairs) are added as their beat arrives,
+        # so the sum is complete, in a register, the beat after the header's last one. Words of
+        # beats up to the tag beat wait in `stored` for the tag flag and join the next beat.
+        checksum_sum = Signal(_SUM_BITS)
         checksum_beat = max(pos.last_beat for pos in _IP.values()) + 1
-        first_sum_beat = _TAG_BEAT + 1
-        last_header = checksum_beat - 1
-        assert checksum_beat == PAYLOAD_BEAT and first_sum_beat < last_header
+        assert checksum_beat <= PAYLOAD_BEAT
+        checks.append((UdpRxStat.IP_CHECKSUM, checksum_beat, None, ~_checksum_ok(checksum_sum)))
 
-        def in_field(pos: FramePos, beat: int, pair: int) -> bool:
-            offset = beat * BEAT_BYTES + 2 * pair
-            return pos.offset <= offset < pos.offset + pos.size
+        def in_ip(beat_index: int, pair: int, vlan_variant: bool) -> bool:
+            offset = beat_index * BEAT_BYTES + 2 * pair
+            span = _IP[vlan_variant]
+            return span.offset <= offset < span.offset + span.size
 
-        def words_of(word: Value, beat: int, stand_in: bool = False) -> list[Value]:
-            """The IPv4 header words of ``word``, frame beat ``beat``, as checksum operands."""
-            operands = []
-            for pair in range(BEAT_BYTES // 2):
-                value = Cat(word.word_select(2 * pair + 1, 8), word.word_select(2 * pair, 8))
-                present = [v for v in _VARIANTS if in_field(_IP[v], beat, pair)
-                           and not (stand_in and in_field(_DST[v], beat, pair))]
-                if len(present) == len(_VARIANTS):
-                    operands.append(value)
-                elif present:
-                    operands.append(Mux(vlan if present[0] else ~vlan, value, 0))
-            return operands
+        def pair_word(word: Value, pair: int) -> Value:
+            return Cat(word.word_select(2 * pair + 1, 8), word.word_select(2 * pair, 8))
 
-        def stand_in_words(v: bool) -> list[Value]:
-            words = []
-            for pair in range(BEAT_BYTES // 2):
-                if in_field(_DST[v], last_header, pair):
-                    k = (last_header * BEAT_BYTES + 2 * pair - _DST[v].offset) // 2
-                    high = len(endpoint.ip) - _WORD * k
-                    words.append(endpoint.ip[high - _WORD:high])
-            assert len(words) <= 2  # one end-around fold is then enough
-            return words
+        def enable_for(pair: int, when: list[tuple[int, int]]) -> Value | None:
+            """Add lane pair ``pair`` when the input is at beat ``now`` of a frame whose IPv4
+            header covers that pair in beat ``source``, for each (now, source) of ``when``."""
+            terms = [(hdr_beat == now) & (vlan if v else ~vlan)
+                     for now, source in when for v in _VARIANTS if in_ip(source, pair, v)]
+            return Cat(*terms).any() if terms else None
 
-        # Added up (one per variant) from the address as it is sampled in the first beat, folded
-        # in the tag beat, ready for the first checksum beat.
-        assert _TAG_BEAT == 1
-        stand_in_sums = {v: Signal(_WORD + 1, name=f"stand_in_sum_{int(v)}") for v in _VARIANTS}
-        stand_in = Signal(_WORD)
-        with m.If(at[0]):
-            m.d.sync += [stand_in_sums[v].eq(sum(stand_in_words(v), Const(0, _WORD + 1)))
-                         for v in _VARIANTS]
-        with m.If(at[_TAG_BEAT]):
-            m.d.sync += stand_in.eq(Mux(vlan_now, *(
-                (stand_in_sums[v][:_WORD] + stand_in_sums[v][_WORD])[:_WORD]
-                for v in (True, False))))
+        addends = [checksum_sum]
+        for pair in range(BEAT_BYTES // 2):
+            live = [(k, k) for k in range(_TAG_BEAT + 1, checksum_beat)]
+            enable = enable_for(pair, live)
+            if enable is not None:
+                addends.append(Mux(enable, pair_word(data_in, pair), 0))
+            for k in range(_TAG_BEAT + 1):
+                enable = enable_for(pair, [(_TAG_BEAT + 1, k)])
+                if enable is not None:
+                    addends.append(Mux(enable, pair_word(stored[k], pair), 0))
 
-        partial: list[Value] = []
-        for beat in range(first_sum_beat, checksum_beat):
-            operands = [*partial, *words_of(data_in, beat)]
-            if beat == first_sum_beat:
-                operands += [w for k in range(beat) for w in words_of(stored[k], k)]
-                operands.append(stand_in)
-            if beat == last_header:
-                early_bits = _ring_sum_is_ones(*_ring_csa(
-                    [*partial, *words_of(data_in, beat, stand_in=True)]))
-                checksum_early = Signal(_CHECKSUM_GROUPS)  # ANDs of the test's bits, in groups
-                with m.If(at[beat]):
-                    m.d.sync += checksum_early.eq(Cat(*(
-                        early_bits[k::_CHECKSUM_GROUPS].all() for k in range(_CHECKSUM_GROUPS))))
-                operands.append(~stand_in)
-            s, c = _ring_csa(operands)
-            partial = [Signal(_WORD, name=f"checksum_s{beat}"),
-                       Signal(_WORD, name=f"checksum_c{beat}")]
-            with m.If(at[beat]):
-                m.d.sync += [partial[0].eq(s), partial[1].eq(c)]
-        assert not any(in_field(_IP[v], checksum_beat, pair)
-                       for pair in range(BEAT_BYTES // 2) for v in _VARIANTS)
-        checks.append((UdpRxStat.IP_CHECKSUM, checksum_beat, None,
-                       ~_ring_sum_is_ones(*partial).all(), None))
+        # Which header checks have failed so far, and with the checks completing in this beat.
+        fail = {reason: Signal(name=f"fail_{reason.name.lower()}") for reason in HEADER_DROPS
+                if reason is not UdpRxStat.RUNT}
+        fail_now = {}
+        for reason, flag in fail.items():
+            now = flag
+            for check_reason, at, vlan_variant, failed in checks:
+                if check_reason is reason:
+                    now = now | ((hdr_beat == at) & variant(vlan_variant, at) & failed)
+            fail_now[reason] = Signal(name=f"fail_now_{reason.name.lower()}")
+            m.d.comb += fail_now[reason].eq(now)
 
-        # Each check's result is registered in its beat (a frame's later checks only go by when
-        # its earlier beats did, so none is stale when read). A reason's flag, for the verdict,
-        # is the OR of its checks' registers. For the decision in the first payload beat,
-        # `early_fail` gathers the registers of the checks done before the last header beat;
-        # those done in that beat are used directly (each compare is then a shallow tree).
-        decide_beat = PAYLOAD_BEAT - 1
-        flags = {reason: [] for reason in HEADER_DROPS if reason is not UdpRxStat.RUNT}
-        tagged_compares = []  # (value, expected) checked in the first payload beat, tagged only
-        early_fail = Signal()
-        early_terms, late_terms = [], {}
-        for number, (reason, beat, vlan_variant, failed, compare) in enumerate(checks):
-            result = Signal(name=f"check{number}_{reason.name.lower()}")
-            term = variant(vlan_variant, beat) & failed
-            with m.If(at[beat]):
-                m.d.sync += result.eq(term)
-            flags[reason].append(result)
-            if beat == PAYLOAD_BEAT:
-                if reason is not UdpRxStat.IP_CHECKSUM:  # checksum_early stands in for it
-                    # Untagged frames have the whole UDP header in the beat before.
-                    assert vlan_variant is True and compare is not None
-                    tagged_compares.append(compare)
-            elif beat == decide_beat:
-                late_terms.setdefault(vlan_variant, []).append(term)
-            else:
-                assert beat < decide_beat
-                early_terms.append(result)
-        # The checks of the last header beat are gathered per tag variant: each group is then a
-        # shallow tree of compares, and there are few registers to OR in the next beat.
-        late_fail = [Signal(name=f"late_fail_{key}") for key in late_terms]
-        with m.If(at[decide_beat]):
-            # (A datagram without payload bytes passes nothing on either.)
-            m.d.sync += early_fail.eq(Cat(*early_terms).any() | empty_payload)
-            m.d.sync += [flag.eq(Cat(*terms).any())
-                         for flag, terms in zip(late_fail, late_terms.values(), strict=True)]
-        header_fail = Signal()
-        m.d.comb += header_fail.eq(early_fail | Cat(*late_fail).any())
+        def by_variant(choice) -> Value:
+            return Mux(vlan, choice(True), choice(False))
 
-        runt_first = last_in & ~by_variant(lambda v: keep_in[_UDP_LAST[v].lane])
         runt_now = Signal()
-        m.d.comb += runt_now.eq((last_in & in_header) | (first_beat & runt_first))
+        m.d.comb += runt_now.eq(i.payload.last & (
+            (hdr_beat < PAYLOAD_BEAT) | ((hdr_beat == PAYLOAD_BEAT)
+                                         & ~by_variant(lambda v: keep_in[_UDP_LAST[v].lane]))))
+        header_ok = Signal()
+        m.d.comb += header_ok.eq(~Cat(*fail_now.values()).any() & ~runt_now)
 
-        # The payload's end, two beats ahead: `end_next` (registered) says that the next beat
-        # holds the last payload byte, `at_end` that this one does.
-        beat_count = Signal(_INDEX_BITS, init=_COUNT_AHEAD)
-        end_next = Signal()
+        # The payload's end, predicted a beat ahead so the output path sees a register.
         at_end = Signal()  # this beat holds the last payload byte
         past_end = Signal()  # the last payload byte has gone by; the rest is padding
         pending = Signal()  # o holds the last payload beat, waiting for the frame's end
-        # Beyond the first payload beat, the headers passed and payload remains (implies beyond)
-        flow = Signal()
-        lanes = Signal(BEAT_BYTES)  # lanes of this beat that may carry payload
-        end_bit = Signal(BEAT_BYTES)  # this beat's last payload lane, if it holds the end
-        start_lanes = by_variant(lambda v: _ALL_LANES << payload_pos(v).lane & _ALL_LANES)
-        with m.If(accept):
-            m.d.sync += [
-                beat_count.eq(Mux(last_in, _COUNT_AHEAD, beat_count + 1)),
-                end_next.eq(beat_count == end_beat),
-                at_end.eq(end_next),
-                lanes.eq(Mux(at[PAYLOAD_BEAT - 1], start_lanes, _ALL_LANES)
-                         & Mux(end_next, end_lanes, _ALL_LANES)),
-                end_bit.eq(Mux(end_next, end_lane_bit, 0)),
-            ]
-
+        deliver = Signal()  # the headers passed; pass the payload on
         truncated_now = Signal()
-        m.d.comb += truncated_now.eq(last_in & ~past_end & ~(keep_in & end_bit).any())
+        m.d.comb += truncated_now.eq(i.payload.last & ~past_end
+                                     & ~(at_end & keep_in.bit_select(end_lane, 1)))
 
-        # The decision on the first payload beat: the frame passes when `first_ready` (registers
-        # and the keep of a last beat) and, if it is tagged, the UDP header compares (the
-        # deepest terms) hold.
-        first_ready = Signal()
-        m.d.comb += first_ready.eq(
-            ~header_fail & checksum_early.all()
-            & ~(last_in & ~by_variant(lambda v: keep_in[_UDP_LAST[v].lane]
-                                      & keep_in[payload_pos(v).lane])))
-        tagged_ok = Signal()
-        m.d.comb += tagged_ok.eq(~Cat(*((value ^ expected).any()
-                                        for value, expected in tagged_compares)).any())
+        first_beat = hdr_beat == PAYLOAD_BEAT
+        start_lanes = by_variant(lambda v: _ALL_LANES << payload_pos(v).lane & _ALL_LANES)
+        empty_first = empty_payload | (
+            i.payload.last & ~by_variant(lambda v: keep_in[payload_pos(v).lane]))
+        carries_payload = Signal()
+        m.d.comb += carries_payload.eq(~past_end & Mux(
+            first_beat, header_ok & ~empty_first, deliver & (hdr_beat > PAYLOAD_BEAT)))
 
-        def with_decision(other: Value, go: Value) -> Value:
-            """``other``, or ``go`` and the frame passing; factored so that `tagged_ok`, the
-            deepest term, can enter the last LUT only."""
-            return other | (go & first_ready & ~vlan) | (go & first_ready & tagged_ok)
+        keep_out = (Mux(first_beat, start_lanes, _ALL_LANES)
+                    & Mux(at_end, Cat(*(end_lane >= lane for lane in range(BEAT_BYTES))),
+                          _ALL_LANES)
+                    & Mux(i.payload.last, keep_in, _ALL_LANES))
 
         # Beats that cannot load the output register are taken whatever its state.
-        out_free = ~o.valid | o.ready
-        skip = in_header | (first_beat & header_fail) | (beyond & ~flow)
-        m.d.comb += i.ready.eq(out_free | skip)
+        skip = ((hdr_beat < PAYLOAD_BEAT)
+                | ((hdr_beat == PAYLOAD_BEAT) & Cat(*fail.values()).any())
+                | ((hdr_beat > PAYLOAD_BEAT) & (~deliver | past_end)))
+        m.d.comb += i.ready.eq(~o.valid | o.ready | skip)
 
-        # The payload registers load whenever the output is free (what they hold while o.valid
-        # is low does not matter), so that only `o.valid` waits for the header decision; a beat
-        # held for the frame's end stays put.
-        with m.If(out_free & ~pending):
+        # The payload registers load whenever they are free, so that only `o.valid` (and not 70
+        # enables) waits for the header decision; a beat held for the frame's end stays put.
+        with m.If(accept & (~o.valid | o.ready) & ~pending):
             m.d.sync += [
                 o.payload.data.eq(data_in),
-                o.payload.keep.eq(lanes & Mux(last_in, keep_in, _ALL_LANES)),
+                o.payload.keep.eq(keep_out),
                 o.payload.first.eq(first_beat),
-                o.payload.last.eq(at_end | last_in),
-                o.payload.error.eq(last_in & (i.payload.error | truncated_now)),
+                o.payload.last.eq(at_end | i.payload.last),
+                o.payload.error.eq(i.payload.last & (i.payload.error | truncated_now)),
             ]
-        with m.Elif(pending & i.valid & last_in):  # o.valid is low while pending: taken
-            m.d.sync += o.payload.error.eq(i.payload.error)
-        # A payload beat is taken only when the output is free (it is not skipped), and a beat
-        # ending a pending payload finds o.valid low. A first payload beat that passes is not
-        # skipped either, so `go` is its transfer.
-        ends_here = ~at_end | last_in  # a payload beat that can leave now
-        go = i.valid & out_free
-        m.d.sync += o.valid.eq(with_decision(
-            (o.valid & ~o.ready) | (go & ((flow & ends_here) | (pending & last_in))),
-            go & first_beat & ends_here))
-        holds_end = at_end & ~last_in  # the payload ends here, padding follows
-        m.d.sync += pending.eq(with_decision(
-            (pending & ~(accept & last_in)) | (accept & holds_end & flow),
-            go & holds_end & first_beat))
-        m.d.sync += flow.eq(with_decision(
-            flow & ~(accept & (last_in | first_beat | at_end)),
-            go & first_beat & ~last_in & ~at_end))
-        with m.If(accept):
-            with m.If(last_in):
-                m.d.sync += past_end.eq(0)
-            with m.Elif(at_end & (first_beat | beyond)):
-                m.d.sync += past_end.eq(1)
-
-        # Verdict: the frame-end reasons registered with its last beat; the next cycle picks the
-        # one to count (the header flags are final then) and registers it as the increment.
-        done = Signal()
-        seen = {
-            UdpRxStat.FRAME_ERROR: Signal(name="seen_frame_error"),
-            UdpRxStat.RUNT: Signal(name="seen_runt"),
-            UdpRxStat.TRUNCATED: Signal(name="seen_truncated"),
-        }
-        m.d.sync += done.eq(accept & last_in)
-        with m.If(accept & last_in):
+        with m.If(o.ready):
+            m.d.sync += o.valid.eq(0)
+        with m.If(accept & carries_payload):
             m.d.sync += [
-                seen[UdpRxStat.FRAME_ERROR].eq(i.payload.error),
-                seen[UdpRxStat.RUNT].eq(runt_now),
-                seen[UdpRxStat.TRUNCATED].eq(truncated_now),
+                o.valid.eq(~at_end | i.payload.last),
+                pending.eq(at_end & ~i.payload.last),
             ]
-        seen.update({reason: Cat(*results).any() for reason, results in flags.items()})
+        with m.Elif(accept & pending & i.payload.last):
+            m.d.sync += [o.valid.eq(1), o.payload.error.eq(i.payload.error), pending.eq(0)]
+
+        # Verdict: raw reasons registered at the frame's end, prioritised and counted next cycle.
+        done = Signal()
+        raw = {
+            UdpRxStat.FRAME_ERROR: i.payload.error,
+            UdpRxStat.RUNT: runt_now,
+            UdpRxStat.TRUNCATED: truncated_now,
+            **fail_now,
+        }
+        reason_seen = {reason: Signal(name=f"seen_{reason.name.lower()}") for reason in PRIORITY}
+        m.d.sync += done.eq(accept & i.payload.last)
+        m.d.sync += [reason_seen[reason].eq(raw[reason]) for reason in PRIORITY]
         stats = self.stats
-        increments = {UdpRxStat.FRAMES: done}
+        count(m, stats.frames, done)
         higher = Const(0)
         for reason in PRIORITY:
-            increments[reason] = done & seen[reason] & ~higher
-            higher = higher | seen[reason]
-        increments[UdpRxStat.ACCEPTED] = done & ~higher
-        for member, when in increments.items():
-            increment = Signal(name=f"inc_{member.name.lower()}")
-            m.d.sync += increment.eq(when)
-            count(m, getattr(stats, member.name.lower()), increment)
+            count(m, getattr(stats, reason.name.lower()), done & reason_seen[reason] & ~higher)
+            higher = higher | reason_seen[reason]
+        count(m, stats.accepted, done & ~higher)
+
+        with m.If(accept):
+            m.d.sync += [
+                beat.eq(beat + 1),
+                checksum_sum.eq(_csa_sum(addends, _SUM_BITS)),
+                at_end.eq(beat == end_beat_minus_1),
+            ]
+            m.d.sync += [flag.eq(fail_now[reason]) for reason, flag in fail.items()]
+            with m.If(hdr_beat <= PAYLOAD_BEAT):
+                m.d.sync += hdr_beat.eq(hdr_beat + 1)
+            for k, word in enumerate(stored):
+                with m.If(hdr_beat == k):
+                    m.d.sync += word.eq(data_in)
+            with m.If(hdr_beat == _TAG_BEAT):
+                m.d.sync += vlan.eq(vlan_now)
+            with m.If(first_beat):
+                m.d.sync += deliver.eq(header_ok)
+            with m.If(at_end & (hdr_beat >= PAYLOAD_BEAT)):
+                m.d.sync += past_end.eq(1)
+            with m.If(i.payload.last):
+                m.d.sync += [hdr_beat.eq(0), beat.eq(0), checksum_sum.eq(0), deliver.eq(0),
+                             past_end.eq(0), *(flag.eq(0) for flag in fail.values())]
         return m
