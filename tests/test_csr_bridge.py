@@ -27,6 +27,7 @@ from hdl.csr.protocol import (
     status_of_bus_error,
 )
 from hdl.csr.reg import Access, Block, Reg, build_map
+from hdl.stats import COUNTER_LATENCY
 
 RW, RO, W1P = Access.RW, Access.RO, Access.W1P
 TIMEOUT = 200
@@ -215,6 +216,7 @@ class Bench:
         return decode_reply(await self.reply(ctx))
 
     async def stats(self, ctx):
+        await ctx.tick().repeat(COUNTER_LATENCY)  # the last increments land
         return {stat: ctx.get(self.dut.stats[stat.name.lower()]) for stat in BridgeStat}
 
 

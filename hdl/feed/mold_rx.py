@@ -68,7 +68,7 @@ from hdl.arch.mold import (
     header_field,
 )
 from hdl.feed.message_beat import MessageBeatStream
-from hdl.stats import stats_layout
+from hdl.stats import count, stats_layout
 from sim.mold_rx import MoldRxStat
 
 __all__ = ["GapLayout", "MoldRx", "MoldRxStatusLayout"]
@@ -160,8 +160,8 @@ class MoldRx(wiring.Component):
     i_expected : In(stream.Signature(64))
         Sets ``expected`` (the host recovered messages elsewhere). Taken between packets only.
     stats : Out(stats_layout(MoldRxStat))
-        48-bit counters. Header outcomes and ``MESSAGES`` update the cycle after the beat; gap
-        counters 3 cycles and the other per-packet counters 4 cycles after the last beat.
+        48-bit counters. Header outcomes and ``MESSAGES`` update 2 cycles after the beat; gap
+        counters 4 cycles and the other per-packet counters 5 cycles after the last beat.
     status : Out(MoldRxStatusLayout)
         ``expected``, the latched ``session`` (first character most significant),
         ``session_valid`` and ``ended`` (an end-of-session packet was seen).
@@ -512,8 +512,7 @@ class MoldRx(wiring.Component):
 
         # --- Counters.
         def bump(name, by):
-            counter = getattr(stats, name)
-            m.d.sync += counter.eq(counter + by)
+            count(m, getattr(stats, name), 1, by)
 
         header_event = xfer & h_done
         bump("packets", (xfer & h_pass & ~h_data) + (commit & held_data & ~dup_packet))

@@ -109,7 +109,7 @@ class UdpRx(wiring.Component):
         last one; ``error`` on the last beat when the frame was truncated or flagged by the MAC.
     stats : Out(stats_layout(UdpRxStat))
         48-bit counters: ``frames``, ``accepted`` and one per reason; every frame counts in
-        ``frames`` and in exactly one other. They update 2 cycles after the frame's last beat.
+        ``frames`` and in exactly one other. They update 3 cycles after the frame's last beat.
 
     Cut-through policy
     ------------------
