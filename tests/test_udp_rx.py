@@ -96,7 +96,7 @@ class Bench:
         self.outputs: list[tuple[int, dict]] = []
         self.frames_sent = 0
         self._stalled: dict | None = None
-        ctx.set(dut.config, {"mac": config.mac, "ip": config.ip, "port": config.port})
+        ctx.set(dut.endpoint, {"mac": config.mac, "ip": config.ip, "port": config.port})
 
     async def step(self):
         ctx, dut = self.ctx, self.dut
@@ -481,7 +481,7 @@ def test_real_captures_are_accepted(itch_data, folder, endpoint):
         # The other feed's frames go to another group: counted, not passed on.
         other = NASDAQ_BX if endpoint is NASDAQ_TOTALVIEW else NASDAQ_TOTALVIEW
         bench.model.config = config_of(other)
-        bench.ctx.set(bench.dut.config, {"mac": other.mac, "ip": other.ip, "port": other.port})
+        bench.ctx.set(bench.dut.endpoint, {"mac": other.mac, "ip": other.ip, "port": other.port})
         await bench.check([(frame, False) for frame in frames], f"{folder} for the other feed")
         assert (await bench.stats())["accepted"] == len(frames)
 

@@ -28,8 +28,7 @@ class FeedIngress(wiring.Component):
     s_axis_tready : Out
         High whenever ``o`` can take an event: the core never stalls legal traffic.
     endpoint : In
-        The feed's destination MAC, IPv4 address and UDP port (``UdpRx.config``; not named
-        ``config``, a reserved word in Verilog).
+        The feed's destination MAC, IPv4 address and UDP port (``UdpRx.endpoint``).
     i_expected : In(stream)
         Sets the next expected MoldUDP64 sequence number (taken between packets), for the host
         after a recovery.
@@ -68,7 +67,7 @@ class FeedIngress(wiring.Component):
         super().__init__({
             **{name: member for name, member in self._axis.signature.members.items()
                if name.startswith("s_axis_")},
-            "endpoint": In(self._udp_rx.config.shape()),
+            "endpoint": In(self._udp_rx.endpoint.shape()),
             "i_expected": self._mold_rx.signature.members["i_expected"],
             "o": Out(ItchEventStream()),
             "o_gap": self._mold_rx.signature.members["o_gap"],
@@ -99,7 +98,7 @@ class FeedIngress(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i_expected), mold_rx.i_expected)
 
         m.d.comb += [
-            udp_rx.config.eq(self.endpoint),
+            udp_rx.endpoint.eq(self.endpoint),
             self.stats.udp_rx.eq(udp_rx.stats),
             self.stats.mold_rx.eq(mold_rx.stats),
             self.stats.itch_decode.eq(itch_decode.stats),

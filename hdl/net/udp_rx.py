@@ -90,8 +90,8 @@ def _checksum_ok(total: Value) -> Value:
 class UdpRx(wiring.Component):
     """Ethernet II (+ one optional 802.1Q tag) / IPv4 / UDP receive for one feed.
 
-    Checks each frame against ``config`` and the feed's structure (see ``sim/udp_rx.py`` for the
-    drop reasons and their priority) and passes on the UDP payload of the frames that pass.
+    Checks each frame against ``endpoint`` and the feed's structure (see ``sim/udp_rx.py`` for
+    the drop reasons and their priority) and passes on the UDP payload of the frames that pass.
 
     Ports
     -----
@@ -99,9 +99,10 @@ class UdpRx(wiring.Component):
         Frames from the MAC: lane 0 of the first beat is the first byte of the destination MAC;
         no FCS. ``keep`` is all ones except on the last beat, where it is a run of ones from lane
         0; ``error`` on the last beat marks a bad frame (FCS error, the MAC's ``tuser``).
-    config : In(UdpRxConfigLayout)
+    endpoint : In(UdpRxConfigLayout)
         ``mac`` (48), ``ip`` (32), ``port`` (16): the feed's destination, first wire byte most
-        significant. Sampled as the matching header bytes arrive.
+        significant. Sampled as the matching header bytes arrive. (Not named ``config``, a
+        reserved word in Verilog.)
     o : Out(BeatStream)
         The UDP payload in its original lanes (no realignment, which would cost latency):
         ``keep`` marks the payload bytes; ``first`` is set on the beat holding the first payload
@@ -152,13 +153,13 @@ class UdpRx(wiring.Component):
     """
 
     i: In(BeatStream())
-    config: In(UdpRxConfigLayout)
+    endpoint: In(UdpRxConfigLayout)
     o: Out(BeatStream())
     stats: Out(stats_layout(UdpRxStat))
 
     def elaborate(self, platform):
         m = Module()
-        i, o, config = self.i, self.o, self.config
+        i, o, endpoint = self.i, self.o, self.endpoint
         data_in, keep_in = i.payload.data, i.payload.keep
         accept = Signal()
         m.d.comb += accept.eq(i.valid & i.ready)
@@ -228,7 +229,7 @@ class UdpRx(wiring.Component):
                 values = [be_value(p, byte_source(at)) for p in where]
                 checks.append((reason, at, vlan_variant, failed(*values)))
 
-        check(UdpRxStat.MAC, [(ETHERNET, "dst")], lambda dst: dst != config.mac)
+        check(UdpRxStat.MAC, [(ETHERNET, "dst")], lambda dst: dst != endpoint.mac)
         check(UdpRxStat.NOT_IPV4, [(ETHERNET, "ethertype"), (IPV4, "version_ihl")],
               lambda ethertype, vi: ((ethertype != ETHERTYPE_IPV4)
                                      | ((vi >> IPV4_VERSION_SHIFT) != IPV4_VERSION)))
@@ -241,8 +242,8 @@ class UdpRx(wiring.Component):
               lambda length: length < IPV4.size + UDP.size)
         check(UdpRxStat.LENGTH, [(UDP, "length")],
               lambda length: length != udp_length_expected, after=total_beat + 2)
-        check(UdpRxStat.DST_IP, [(IPV4, "dst")], lambda ip: ip != config.ip)
-        check(UdpRxStat.DST_PORT, [(UDP, "dst_port")], lambda port: port != config.port)
+        check(UdpRxStat.DST_IP, [(IPV4, "dst")], lambda ip: ip != endpoint.ip)
+        check(UdpRxStat.DST_PORT, [(UDP, "dst_port")], lambda port: port != endpoint.port)
 
         # IPv4 checksum: the header's 16-bit words (lane pairs) are added as their beat arrives,
         # so the sum is complete, in a register, the beat after the header's last one. Words of

@@ -38,7 +38,7 @@ class TB(TBBase):
         self.source = StreamSource(self, "i", Beat)
         self.sink = StreamSink(self, "o", Beat)
         self.model = UdpRxModel(config)
-        dut.config.value = pack(UdpRxConfigLayout,
+        dut.endpoint.value = pack(UdpRxConfigLayout,
                                 {"mac": config.mac, "ip": config.ip, "port": config.port})
 
     def stats(self) -> dict[str, int]:
