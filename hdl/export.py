@@ -55,8 +55,15 @@ def lazy(module: str, name: str, /, **kwargs) -> CoreFactory:
 #: Name -> factory of every exportable core, used by ``tickgate verilog`` and ``tickgate synth``.
 CORES: dict[str, CoreFactory] = {
     "ingress": lazy("hdl.feed.ingress", "FeedIngress"),
+    # The ingress's stages on their own, for a vendor flow that wants only one of them and for
+    # timing them one at a time.
+    "udp_rx": lazy("hdl.net.udp_rx", "UdpRx"),
+    "mold_rx": lazy("hdl.feed.mold_rx", "MoldRx"),
+    "itch_decode": lazy("hdl.feed.itch_decode", "ItchDecode"),
     # Order book: 8 slots, 16,384 orders (sim.book_mirror.BookGeometry defaults).
     "book": lazy("hdl.book.book", "Book"),
+    # Feed ingress joined to the order book (hdl/top.py), default geometry, dropping on overflow.
+    "feed_book": lazy("hdl.top", "FeedBook"),
     # Register bank, control block and UART bridge at 115200 baud on the 156.25 MHz core clock.
     "control_plane": lazy("hdl.csr.plane", "ControlPlane", uart_divisor=156_250_000 // 115_200),
 }

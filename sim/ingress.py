@@ -22,6 +22,8 @@ class IngressOutput:
     events: list[ItchEvent] = field(default_factory=list)
     # Frame offset of the last byte of each event's message (where its latency is counted from).
     event_ends: list[int] = field(default_factory=list)
+    # Position of each event's message among the messages this frame delivered (every type).
+    event_messages: list[int] = field(default_factory=list)
     delivered_messages: int = 0
 
 
@@ -47,11 +49,12 @@ class Ingress:
             return out
         start = payload_offset(has_vlan(frame))
         for message in self.mold_rx.push(payload.data, payload.error):
-            out.delivered_messages += 1
             event = self.itch_decode.push(message.data, message.seq)
             if event is not None:
                 out.events.append(event)
                 out.event_ends.append(start + message.end)
+                out.event_messages.append(out.delivered_messages)
+            out.delivered_messages += 1
         return out
 
     @property

@@ -39,6 +39,7 @@ def demo(args) -> int:
     report = out / "replay.json"
     status = replay(Namespace(capture=str(capture), sim=args.sim, model_only=False,
                               json=str(report), ip=None, port=None, vlan=None, limit=None,
-                              idle=0.0, backpressure=0.0, seed=1))
+                              idle=0.0, backpressure=0.0, seed=1, until="events", track=None,
+                              bbo_out=None))
     print(f"report: {report}")
     return status

@@ -52,6 +52,10 @@ class BenchJob:
     seed: int = 1
     # Global input beat index of the last byte of each expected event's message, for latency.
     event_beats: list[int] = field(default_factory=list)
+    # With the book: every slot's configuration (``SlotConfigLayout`` fields), and the input
+    # beat of the message behind each expected top-of-book update.
+    slots: list[dict] = field(default_factory=list)
+    update_beats: list[int] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
