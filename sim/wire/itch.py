@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
+from sim.wire.field import Field
+
 __all__ = [
     "BUY_INDICATOR",
     "HEADER_FIELDS",
@@ -50,21 +52,6 @@ class FieldKind(Enum):
     ALPHA = "alpha"
     PRICE4 = "price4"
     PRICE8 = "price8"
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """One field of a message: ``size`` bytes from byte ``offset`` (the type byte is offset 0)."""
-
-    name: str
-    offset: int
-    size: int
-    kind: FieldKind
-
-    @property
-    def end(self) -> int:
-        """Offset of the byte just after the field."""
-        return self.offset + self.size
 
 
 @dataclass(frozen=True, slots=True)

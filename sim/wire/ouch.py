@@ -43,6 +43,7 @@ from dataclasses import dataclass, fields
 from enum import Enum, IntEnum, StrEnum
 from typing import ClassVar
 
+from sim.wire.field import Field
 from sim.wire.soupbin import SEQUENCED_DATA, UNSEQUENCED_DATA, encode_packet, split_packets
 
 __all__ = [
@@ -110,20 +111,6 @@ class Appendage(Enum):
     NONE = "none"
     REQUIRED = "required"
     OPTIONAL = "optional"
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """``size`` bytes at ``offset`` (the type byte is offset 0)."""
-
-    name: str
-    offset: int
-    size: int
-    kind: FieldKind
-
-    @property
-    def end(self) -> int:
-        return self.offset + self.size
 
 
 @dataclass(frozen=True, slots=True)
