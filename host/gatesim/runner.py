@@ -101,7 +101,11 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
     if sim == "icarus":
         source = _icarus_time_zero(source)
     digest = hashlib.sha256(source.encode()).hexdigest()[:10]
-    build_dir = BUILD_ROOT / f"{build_name}-{sim}-{digest}"
+    # cocotb-test compiles into the build directory and runs whatever it finds there, so two
+    # processes sharing one (pytest-xdist workers simulating the same design) could run a
+    # half-written simulation binary. Each worker gets its own.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    build_dir = BUILD_ROOT / "-".join(filter(None, (build_name, sim, digest, worker)))
     build_dir.mkdir(parents=True, exist_ok=True)
     verilog_path = build_dir / "top.v"
     if not verilog_path.exists() or verilog_path.read_text() != source:
