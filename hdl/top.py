@@ -1,18 +1,23 @@
 """The core: Ethernet frames in on AXI-Stream, top-of-book updates of the tracked instruments out.
 
 ``FeedIngress`` (UDP receive, MoldUDP64 sequencing, ITCH decode) -> ``Book``, joined by the ITCH
-event stream; its model twin is ``sim/top.py``. The quoter and the risk gate join here next.
+event stream, is :class:`FeedBook`; its model twin is ``sim/top.py``. :class:`TickgateCore` puts
+the control plane beside it, so that every setting comes from a register and every counter and
+status can be read by the host. The quoter and the risk gate join here next.
 """
 
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module
 from amaranth.lib import data, wiring
-from amaranth.lib.wiring import Out
+from amaranth.lib.wiring import In, Out
 
 from hdl.book.book import Book
+from hdl.csr.bus import CsrSignature
+from hdl.csr.map import REGISTER_MAP
+from hdl.csr.plane import ControlPlane, ControlSignature
 from hdl.feed.ingress import FeedIngress
 from sim.book_mirror import BookGeometry
 
-__all__ = ["FeedBook"]
+__all__ = ["FeedBook", "TickgateCore"]
 
 # Ports of the ingress and of the book that the core passes through under the same name.
 _INGRESS_PORTS = ("endpoint", "i_expected", "o_gap", "mold_status")
@@ -143,4 +148,108 @@ class FeedBook(wiring.Component):
                 m.d.comb += getattr(self.stats, name).eq(getattr(ingress.stats, name))
         for name in _BOOK_RENAMED:
             m.d.comb += getattr(self, f"book_{name}").eq(getattr(book, name))
+        return m
+
+
+class TickgateCore(wiring.Component):
+    """:class:`FeedBook` run from the register map: the host configures and reads it all.
+
+    The control plane (:class:`~hdl.csr.plane.ControlPlane`) drives the feed's endpoint
+    (``net``), the book's slots (``slot``: what each tracks, clear strobes) and the MoldUDP64
+    recovery (gaps out to ``mold_recovery``, ``set_expected`` in); it reads every stage's
+    counters, the Mold status and each slot's binding, flags and top of book (``book``).
+
+    Parameters
+    ----------
+    uart_divisor : int, optional
+        With it, the host link is the plane's UART (``rx``/``tx``); without, the CSR ``bus``.
+    clk_hz, build_id : int
+        Reported in ``ctrl.clk_hz`` and ``ctrl.build_id``.
+    geometry, queue_depth, drop_when_full, gap_fifo_depth
+        As :class:`FeedBook`. ``geometry.slots`` must equal the register map's instrument count.
+
+    Ports
+    -----
+    s_axis_tdata, s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_tvalid : In; s_axis_tready : Out
+        Ethernet frames, as :class:`FeedBook`.
+    o : Out(top_update_stream)
+        Top-of-book updates, as :class:`FeedBook` (for the quoter).
+    bus : In(CsrSignature) (without UART); rx : In(1), tx : Out(1) (with UART)
+        The host link.
+    control : Out(ControlSignature())
+        ``armed``, ``killed``, ``heartbeat_lost``, for the risk gate.
+
+    Latency
+    -------
+    As :class:`FeedBook` for the data path. A committed configuration is in force the cycle after
+    the commit; status and counters are read as the plane reads its ports, a cycle after they
+    change (counters as their stage states).
+
+    Throughput and bad input
+    ------------------------
+    As :class:`FeedBook` and :class:`~hdl.csr.plane.ControlPlane`.
+    """
+
+    def __init__(self, *, uart_divisor: int | None = None, clk_hz: int = 156_250_000,
+                 build_id: int = 0, geometry: BookGeometry | None = None, queue_depth: int = 512,
+                 drop_when_full: bool = True, gap_fifo_depth: int = 16,
+                 link_timeout: int | None = None):
+        self._feed = FeedBook(geometry, queue_depth=queue_depth, drop_when_full=drop_when_full,
+                              gap_fifo_depth=gap_fifo_depth)
+        self._plane = ControlPlane(REGISTER_MAP, uart_divisor=uart_divisor, clk_hz=clk_hz,
+                                   build_id=build_id, link_timeout=link_timeout)
+        slots = self._feed.geometry.slots
+        if REGISTER_MAP.block("slot").count != slots:
+            raise ValueError(f"the register map has {REGISTER_MAP.block('slot').count} "
+                             f"instrument slots, the book {slots}")
+        self.geometry = self._feed.geometry
+        self.regmap = REGISTER_MAP
+        self.link_timeout = self._plane.link_timeout
+        feed = self._feed.signature.members
+        members = {name: member for name, member in feed.items() if name.startswith("s_axis_")}
+        members["o"] = feed["o"]
+        if uart_divisor is None:
+            members["bus"] = In(CsrSignature(REGISTER_MAP.addr_width))
+        else:
+            members["rx"] = In(1, init=1)
+            members["tx"] = Out(1, init=1)
+        members["control"] = Out(ControlSignature())
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.feed = feed = self._feed
+        m.submodules.plane = plane = self._plane
+
+        for name in ("tdata", "tkeep", "tlast", "tuser", "tvalid"):
+            m.d.comb += getattr(feed, f"s_axis_{name}").eq(getattr(self, f"s_axis_{name}"))
+        m.d.comb += self.s_axis_tready.eq(feed.s_axis_tready)
+        wiring.connect(m, feed.o, wiring.flipped(self.o))
+        wiring.connect(m, plane.control, wiring.flipped(self.control))
+        if "bus" in self.signature.members:
+            wiring.connect(m, wiring.flipped(self.bus), plane.bus)
+        else:
+            m.d.comb += [plane.rx.eq(self.rx), self.tx.eq(plane.tx)]
+
+        wiring.connect(m, feed.o_gap, plane.i_gap)
+        wiring.connect(m, plane.o_expected, feed.i_expected)
+        m.d.comb += [
+            feed.endpoint.eq(plane.net),
+            plane.mold.eq(feed.mold_status),
+            plane.book_stats.eq(feed.stats.book),
+        ]
+        for stage in ("udp_rx", "mold_rx", "itch_decode"):
+            m.d.comb += getattr(plane, f"{stage}_stats").eq(getattr(feed.stats, stage))
+
+        clear_degraded, clear_book = [], []
+        for index in range(self.geometry.slots):
+            slot, cfg, status = plane.slot[index], feed.cfg[index], feed.book_status[index]
+            for name, _ in cfg.shape():
+                m.d.comb += cfg[name].eq(getattr(slot, name))
+            for name, _ in status.shape():
+                m.d.comb += getattr(plane.book[index], name).eq(status[name])
+            clear_degraded.append(slot.clear_degraded)
+            clear_book.append(slot.clear_book)
+        m.d.comb += [feed.clear_degraded.eq(Cat(*clear_degraded)),
+                     feed.clear_book.eq(Cat(*clear_book))]
         return m

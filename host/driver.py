@@ -72,6 +72,8 @@ class TopOfBook:
     """Best bid and ask of one slot; an empty side is price 0, 0 shares."""
 
     slot: int
+    bound: int
+    locate: int
     bid_price: int
     bid_shares: int
     ask_price: int
@@ -258,6 +260,29 @@ class Driver:
 
     def get_port_limits(self) -> PortLimits:
         return self._get("port_limits", None)
+
+    def track(self, slot: int, *, locate: int | None = None, symbol: str | None = None) -> None:
+        """Make the book's ``slot`` track one instrument: by stock ``locate``, or by ``symbol``
+        (bound to its locate when the stock directory message announces it). Applied at once
+        (committed and verified); a symbol slot starts unbound."""
+        if (locate is None) == (symbol is None):
+            raise ValueError("track a slot by exactly one of locate and symbol")
+        self.apply({f"slot[{slot}].enable": True, f"slot[{slot}].by_symbol": symbol is not None,
+                    f"slot[{slot}].locate": locate or 0, f"slot[{slot}].symbol": symbol or ""})
+
+    def untrack(self, slot: int) -> None:
+        """Stop tracking anything in ``slot`` (its book empties)."""
+        self.apply({f"slot[{slot}].enable": False})
+
+    def clear_degraded(self, slot: int) -> None:
+        """Clear ``slot``'s degraded flag, once the cause (a full order table) is dealt with."""
+        self.regmap.element("slot", slot)  # checks the index
+        self._write_raw({f"slot[{slot}].clear_degraded": 1})
+
+    def clear_book(self, slot: int) -> None:
+        """Empty ``slot``'s book."""
+        self.regmap.element("slot", slot)
+        self._write_raw({f"slot[{slot}].clear_book": 1})
 
     def set_feed(self, mac, ip, port: int) -> None:
         """Where the feed arrives: destination MAC, IPv4 address and UDP port (text or ints)."""

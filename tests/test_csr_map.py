@@ -47,21 +47,24 @@ GOLDEN = {
         "events": 0, "filtered": 2, "bound": 4, "clears": 6, "unknown_ref": 8,
         "over_execute": 10, "over_cancel": 12, "duplicate_ref": 14, "bad_order": 16,
         "table_full": 18, "level_full": 20, "overflow": 22, "refills": 24, "updates": 26}),
-    "book": (0x0900, 8, 4, {
-        "bid_price": 0, "bid_shares": 1, "ask_price": 2, "ask_shares": 3, "halted": 4,
-        "degraded": 5}),
-    "position": (0x0A00, 8, 4, {"position": 0, "live_orders": 1, "unacked_orders": 2}),
-    "quote": (0x0B00, 32, 4, {
+    "book": (0x0900, 16, 8, {
+        "bound": 0, "locate": 1, "halted": 2, "degraded": 3, "bid_price": 4, "bid_shares": 5,
+        "ask_price": 7, "ask_shares": 8}),
+    "position": (0x0A00, 8, 8, {"position": 0, "live_orders": 1, "unacked_orders": 2}),
+    "quote": (0x0B00, 32, 8, {
         "enable": 0, "fair_value_mode": 1, "reference_price": 2, "base_half_spread": 3,
         "vol_multiplier": 4, "vol_ewma_shift": 5, "skew_ticks_per_unit": 6, "tick_size": 7,
         "levels": 8, "level_spacing": 9, "requote_threshold": 10, "min_quote_life": 11,
         "size": 12, "price_ceiling": 13, "price_floor": 14}),
-    "risk": (0x0C00, 16, 4, {
+    "risk": (0x0C00, 16, 8, {
         "max_long": 0, "max_short": 1, "max_order_qty": 2, "collar": 3, "mmp_threshold": 4,
         "mmp_window": 5, "hedge_enable": 6, "hedge_threshold": 7, "hedge_size": 8}),
     "port_limits": (0x0D00, None, None, {
         "rate_tokens": 0, "rate_refill": 1, "max_live_orders": 2, "max_unacked_orders": 3,
         "stale_feed_timeout": 4}),
+    "slot": (0x0E00, 8, 8, {
+        "enable": 0, "by_symbol": 1, "locate": 2, "symbol": 3, "clear_degraded": 5,
+        "clear_book": 6}),
 }
 
 

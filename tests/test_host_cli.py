@@ -50,7 +50,7 @@ def test_settings_file_slots_all_and_overrides():
 
 @pytest.mark.parametrize("text, message", [
     ("[nothing]\na = 1", r"unknown block \[nothing\]"),
-    ("[quote.4]\nsize = 1", r"slots are 0\.\.3"),
+    ("[quote.8]\nsize = 1", r"slots are 0\.\.7"),
     ("[quote.0]\nsise = 1", r"no register 'quote\[0\]\.sise'"),
     ("[ctrl]\nbogus = 1", r"no register 'ctrl\.bogus'"),
 ])
@@ -63,7 +63,7 @@ def test_commands_on_a_board_simulated_in_process(tmp_path, capsys):
     settings = tmp_path / "params.toml"
     settings.write_text(SETTINGS)
     assert main(["host", "--sim", "set", str(settings), "quote[0].levels=2"]) == 0
-    assert "set 17 registers, committed and verified" in capsys.readouterr().out
+    assert "set 25 registers, committed and verified" in capsys.readouterr().out
     assert main(["host", "--sim", "get", "ctrl.magic", "quote[0].fair_value_mode"]) == 0
     out = capsys.readouterr().out
     assert "ctrl.magic                0x544B4754" in out and "MID" in out

@@ -111,8 +111,8 @@ def test_a_bad_value_anywhere_writes_nothing():
         driver.set_feed("02:00:00:00:00:01", "1.2.3", 1)
     with pytest.raises(KeyError, match="read-only"):
         driver.apply({"quote[1].size": 5, "ctrl.cycles": 0})
-    with pytest.raises(KeyError, match="index 4"):
-        driver.set_quote(4, QuoteParams())
+    with pytest.raises(KeyError, match="index 8"):
+        driver.set_quote(8, QuoteParams())
     assert recorder.writes == []
     assert (driver.get_quote(1), driver.get_risk(0)) == before
 

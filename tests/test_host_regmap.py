@@ -2,7 +2,7 @@
 
 import pytest
 
-from hdl.csr.map import REGISTER_MAP
+from hdl.csr.map import N_INSTRUMENTS, REGISTER_MAP
 from hdl.csr.reg import RangeError
 from host.regmap import REGMAP, format_value, lookup, parse_value, select
 
@@ -20,8 +20,8 @@ def test_lookup_suggests_near_names():
 @pytest.mark.parametrize("pattern, first, count", [
     ("ctrl.scratch", "ctrl.scratch", 1),
     ("quote[2]", "quote[2].enable", len(REGISTER_MAP.block("quote").regs)),
-    ("quote", "quote[0].enable", 4 * len(REGISTER_MAP.block("quote").regs)),
-    ("quote[*].size", "quote[0].size", 4),
+    ("quote", "quote[0].enable", N_INSTRUMENTS * len(REGISTER_MAP.block("quote").regs)),
+    ("quote[*].size", "quote[0].size", N_INSTRUMENTS),
     ("*_stats.*", "bridge_stats.requests", None),
     ("ctrl", "ctrl.magic", len(REGISTER_MAP.block("ctrl").regs)),
 ])

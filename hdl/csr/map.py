@@ -20,22 +20,25 @@ no address moves) and connect its port where the core instantiates the control p
 from enum import IntEnum
 
 from hdl.arch.mold import SEQ_BITS
-from hdl.csr.params import PRICE_BITS, PortLimits, QuoteParams, RiskLimits
+from hdl.book.layout import SlotConfigLayout, slot_status_layout
+from hdl.csr.params import PRICE, PortLimits, QuoteParams, RiskLimits
 from hdl.csr.protocol import BridgeStat
 from hdl.csr.reg import Access, Block, Fmt, Reg, RegisterMap, build_map
 from hdl.feed.mold_rx import MoldRxStatusLayout
 from hdl.net.udp_rx import UdpRxConfigLayout
 from hdl.stats import stats_layout
 from sim.book import BookStat
+from sim.book_mirror import BookGeometry
 from sim.itch_decode import ItchDecodeStat
 from sim.mold_rx import MoldRxStat
 from sim.udp_rx import UdpRxStat
 
 __all__ = ["MAGIC", "MAP_VERSION", "N_INSTRUMENTS", "REGISTER_MAP", "build_register_map",
-           "port_block", "register_blocks", "stats_block"]
+           "layout_regs", "port_block", "register_blocks", "stats_block"]
 
-#: Instrument slots of the quoter, the risk gate and the per-instrument status.
-N_INSTRUMENTS = 4
+#: Instrument slots of the book, the quoter, the risk gate and the per-instrument status: the
+#: book's default geometry, so every per-instrument block has one element per tracked slot.
+N_INSTRUMENTS = BookGeometry().slots
 #: ``ctrl.magic`` reads this ("TKGT" in ASCII): the host checks it finds a tickgate design.
 MAGIC = 0x544B_4754
 #: Version of the register map's conventions (framing, access modes), not of its contents:
@@ -53,11 +56,12 @@ def stats_block(name: str, reasons: type[IntEnum], doc: str) -> Block:
     return Block(name, doc, regs, layout=layout)
 
 
-def port_block(name: str, layout, access: Access, doc: str, fields: dict[str, dict]) -> Block:
-    """A block mirroring a stage's struct port field for field.
+def layout_regs(name: str, layout, access: Access, fields: dict[str, dict]) -> tuple[Reg, ...]:
+    """One register per field of a stage's struct ``layout``, named as the field.
 
     ``fields`` gives each layout field's description (and optionally unit and ``fmt``); a layout
-    field without an entry is an error, so a port that gains a field gets documented.
+    field without an entry is an error, so a port that gains a field gets documented. RW
+    registers are staged.
     """
     regs = []
     for field_name, field in layout:
@@ -68,7 +72,12 @@ def port_block(name: str, layout, access: Access, doc: str, fields: dict[str, di
     extra = set(fields) - {field_name for field_name, _ in layout}
     if extra:
         raise KeyError(f"block {name}: {sorted(extra)} are not fields of the port")
-    return Block(name, doc, tuple(regs), layout=layout)
+    return tuple(regs)
+
+
+def port_block(name: str, layout, access: Access, doc: str, fields: dict[str, dict]) -> Block:
+    """A block mirroring a stage's struct port field for field (see :func:`layout_regs`)."""
+    return Block(name, doc, layout_regs(name, layout, access, fields), layout=layout)
 
 
 def register_blocks(n_instruments: int = N_INSTRUMENTS) -> list[Block]:
@@ -136,16 +145,22 @@ def register_blocks(n_instruments: int = N_INSTRUMENTS) -> list[Block]:
         stats_block("mold_rx_stats", MoldRxStat, "MoldUDP64 sequencing counters."),
         stats_block("itch_decode_stats", ItchDecodeStat, "ITCH 5.0 decode counters."),
         stats_block("book_stats", BookStat, "Order book counters."),
-        Block("book", "Top of book per instrument slot, as the book reports it; an empty side "
-              "reads price 0 and 0 shares.", (
-                  Reg("bid_price", PRICE_BITS, ro, "Best bid price.", unit="price (1e-4 $)"),
-                  Reg("bid_shares", 32, ro, "Shares at the best bid.", unit="shares"),
-                  Reg("ask_price", PRICE_BITS, ro, "Best ask price.", unit="price (1e-4 $)"),
-                  Reg("ask_shares", 32, ro, "Shares at the best ask.", unit="shares"),
-                  Reg("halted", 1, ro, "Trading halted (ITCH trading action).", fmt=Fmt.BOOL),
-                  Reg("degraded", 1, ro, "The book ran out of room and may be wrong.",
-                      fmt=Fmt.BOOL),
-              ), count=n_instruments, reserve=8),
+        Block("book", "Top of book per instrument slot, as the book reports it (Book "
+              "``status``); an empty side reads price 0 and 0 shares.", layout_regs(
+                  "book", slot_status_layout(), ro, {
+                      "bound": {"doc": "The slot tracks a stock locate (given, or learned "
+                                       "from the stock directory for its symbol).",
+                                "fmt": Fmt.BOOL},
+                      "locate": {"doc": "Stock locate tracked (valid while bound)."},
+                      "halted": {"doc": "Trading halted (ITCH trading action).",
+                                 "fmt": Fmt.BOOL},
+                      "degraded": {"doc": "The book ran out of room and may be wrong "
+                                          "(until slot.clear_degraded).", "fmt": Fmt.BOOL},
+                      "bid_price": {"doc": "Best bid price.", "unit": PRICE},
+                      "bid_shares": {"doc": "Shares at the best bid.", "unit": "shares"},
+                      "ask_price": {"doc": "Best ask price.", "unit": PRICE},
+                      "ask_shares": {"doc": "Shares at the best ask.", "unit": "shares"},
+                  }), count=n_instruments, reserve=16),
         Block("position", "Position and order state per instrument slot.", (
             Reg("position", 32, ro, "Net position (long positive).", signed=True,
                 unit="shares"),
@@ -158,6 +173,21 @@ def register_blocks(n_instruments: int = N_INSTRUMENTS) -> list[Block]:
         Block.from_dataclass("risk", RiskLimits, "Risk limits per instrument slot.",
                              count=n_instruments, reserve=16),
         Block.from_dataclass("port_limits", PortLimits, "Order port limits."),
+        Block("slot", "What each instrument slot of the book tracks (Book ``cfg``), and its "
+              "clear strobes. Changing a slot's configuration unbinds a symbol slot.", (
+                  *layout_regs("slot", SlotConfigLayout, rw, {
+                      "enable": {"doc": "Track an instrument in this slot.", "fmt": Fmt.BOOL},
+                      "by_symbol": {"doc": "Track the locate that the stock directory "
+                                           "message (R) announces for symbol; else locate.",
+                                    "fmt": Fmt.BOOL},
+                      "locate": {"doc": "Stock locate to track (by_symbol = 0)."},
+                      "symbol": {"doc": "Symbol to track (by_symbol = 1), space padded.",
+                                 "fmt": Fmt.SYMBOL},
+                  }),
+                  Reg("clear_degraded", 1, w1p, "Write 1: clear the slot's degraded flag "
+                      "(after the host has dealt with the cause)."),
+                  Reg("clear_book", 1, w1p, "Write 1: empty the slot's book."),
+              ), count=n_instruments, reserve=8),
     ]
 
 

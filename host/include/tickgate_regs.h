@@ -7,7 +7,7 @@
 
 #define TG_MAGIC 0x544B4754u
 #define TG_MAP_VERSION 1u
-#define TG_MAP_HASH 0xAE1B9823u
+#define TG_MAP_HASH 0xAF115768u
 
 /* UART link (hdl/csr/protocol.py) */
 #define TG_REQUEST_SYNC 0xA5u
@@ -272,26 +272,30 @@
 #define TG_BOOK_STATS_UPDATES 0x081Au
 #define TG_BOOK_STATS_UPDATES_WIDTH 48u
 
-/* book: Top of book per instrument slot, as the book reports it; an empty side reads price 0 and 0 shares. */
+/* book: Top of book per instrument slot, as the book reports it (Book ``status``); an empty side reads price 0 and 0 shares. */
 #define TG_BOOK_BASE 0x0900u
-#define TG_BOOK_COUNT 4u
-#define TG_BOOK_STRIDE 0x8u
-#define TG_BOOK_BID_PRICE(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x0u)
-#define TG_BOOK_BID_PRICE_WIDTH 32u
-#define TG_BOOK_BID_SHARES(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x1u)
-#define TG_BOOK_BID_SHARES_WIDTH 32u
-#define TG_BOOK_ASK_PRICE(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x2u)
-#define TG_BOOK_ASK_PRICE_WIDTH 32u
-#define TG_BOOK_ASK_SHARES(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x3u)
-#define TG_BOOK_ASK_SHARES_WIDTH 32u
-#define TG_BOOK_HALTED(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x4u)
+#define TG_BOOK_COUNT 8u
+#define TG_BOOK_STRIDE 0x10u
+#define TG_BOOK_BOUND(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x0u)
+#define TG_BOOK_BOUND_WIDTH 1u
+#define TG_BOOK_LOCATE(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x1u)
+#define TG_BOOK_LOCATE_WIDTH 16u
+#define TG_BOOK_HALTED(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x2u)
 #define TG_BOOK_HALTED_WIDTH 1u
-#define TG_BOOK_DEGRADED(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x5u)
+#define TG_BOOK_DEGRADED(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x3u)
 #define TG_BOOK_DEGRADED_WIDTH 1u
+#define TG_BOOK_BID_PRICE(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x4u)
+#define TG_BOOK_BID_PRICE_WIDTH 32u
+#define TG_BOOK_BID_SHARES(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x5u)
+#define TG_BOOK_BID_SHARES_WIDTH 48u
+#define TG_BOOK_ASK_PRICE(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x7u)
+#define TG_BOOK_ASK_PRICE_WIDTH 32u
+#define TG_BOOK_ASK_SHARES(i) (TG_BOOK_BASE + (i) * TG_BOOK_STRIDE + 0x8u)
+#define TG_BOOK_ASK_SHARES_WIDTH 48u
 
 /* position: Position and order state per instrument slot. */
 #define TG_POSITION_BASE 0x0A00u
-#define TG_POSITION_COUNT 4u
+#define TG_POSITION_COUNT 8u
 #define TG_POSITION_STRIDE 0x8u
 #define TG_POSITION_POSITION(i) (TG_POSITION_BASE + (i) * TG_POSITION_STRIDE + 0x0u)
 #define TG_POSITION_POSITION_WIDTH 32u
@@ -302,7 +306,7 @@
 
 /* quote: Quote parameters per instrument slot. */
 #define TG_QUOTE_BASE 0x0B00u
-#define TG_QUOTE_COUNT 4u
+#define TG_QUOTE_COUNT 8u
 #define TG_QUOTE_STRIDE 0x20u
 #define TG_QUOTE_ENABLE(i) (TG_QUOTE_BASE + (i) * TG_QUOTE_STRIDE + 0x0u)
 #define TG_QUOTE_ENABLE_WIDTH 1u
@@ -351,7 +355,7 @@
 
 /* risk: Risk limits per instrument slot. */
 #define TG_RISK_BASE 0x0C00u
-#define TG_RISK_COUNT 4u
+#define TG_RISK_COUNT 8u
 #define TG_RISK_STRIDE 0x10u
 #define TG_RISK_MAX_LONG(i) (TG_RISK_BASE + (i) * TG_RISK_STRIDE + 0x0u)
 #define TG_RISK_MAX_LONG_WIDTH 32u
@@ -398,6 +402,23 @@
 #define TG_PORT_LIMITS_MAX_UNACKED_ORDERS_WIDTH 16u
 #define TG_PORT_LIMITS_STALE_FEED_TIMEOUT 0x0D04u
 #define TG_PORT_LIMITS_STALE_FEED_TIMEOUT_WIDTH 32u
+
+/* slot: What each instrument slot of the book tracks (Book ``cfg``), and its clear strobes. Changing a slot's configuration unbinds a symbol slot. */
+#define TG_SLOT_BASE 0x0E00u
+#define TG_SLOT_COUNT 8u
+#define TG_SLOT_STRIDE 0x8u
+#define TG_SLOT_ENABLE(i) (TG_SLOT_BASE + (i) * TG_SLOT_STRIDE + 0x0u)
+#define TG_SLOT_ENABLE_WIDTH 1u
+#define TG_SLOT_BY_SYMBOL(i) (TG_SLOT_BASE + (i) * TG_SLOT_STRIDE + 0x1u)
+#define TG_SLOT_BY_SYMBOL_WIDTH 1u
+#define TG_SLOT_LOCATE(i) (TG_SLOT_BASE + (i) * TG_SLOT_STRIDE + 0x2u)
+#define TG_SLOT_LOCATE_WIDTH 16u
+#define TG_SLOT_SYMBOL(i) (TG_SLOT_BASE + (i) * TG_SLOT_STRIDE + 0x3u)
+#define TG_SLOT_SYMBOL_WIDTH 64u
+#define TG_SLOT_CLEAR_DEGRADED(i) (TG_SLOT_BASE + (i) * TG_SLOT_STRIDE + 0x5u)
+#define TG_SLOT_CLEAR_DEGRADED_WIDTH 1u
+#define TG_SLOT_CLEAR_BOOK(i) (TG_SLOT_BASE + (i) * TG_SLOT_STRIDE + 0x6u)
+#define TG_SLOT_CLEAR_BOOK_WIDTH 1u
 
 /* FairValueMode */
 #define TG_FAIR_VALUE_MODE_MID 0u

@@ -36,7 +36,7 @@ class PtyBoard:
         self.path = os.ttyname(self._slave)
         # After the last byte in or out, keep the design running long enough for the bridge to
         # answer a request cut short (its timeout) and to send the longest reply.
-        self.quiet_cycles = board.plane.link_timeout + 80 * 10 * board.divisor
+        self.quiet_cycles = board.design.link_timeout + 80 * 10 * board.divisor
 
     def _forward_out(self) -> bool:
         if not self.board.received:

@@ -6,8 +6,11 @@
 one access per cycle) or through the UART bridge (``uart``: bits on the ``rx``/``tx`` lines, the
 same frames a serial device would carry).
 
-The register inputs a real design would drive (counters, book, position, Mold status) are left to
-the caller: :meth:`SimBoard.poke` sets them, e.g. to check that the host reads what it should.
+By default the board is the control plane alone, and the register inputs a real design would
+drive (counters, book, position, Mold status) are left to the caller: :meth:`SimBoard.poke` sets
+them, e.g. to check that the host reads what it should. Given a whole core (``design``, e.g.
+:class:`~hdl.top.TickgateCore`), the board runs that instead, and a background testbench
+(:meth:`SimBoard.add_testbench`) feeds its data ports.
 """
 
 import re
@@ -72,17 +75,28 @@ class SimBoard:
         Bridge timeout in cycles.
     build_id : int
         Reported in ``ctrl.build_id``.
+    design : Component, optional
+        The design to run instead of a bare control plane: one with the plane's host link
+        (``bus``, or ``rx``/``tx`` built with ``divisor``) and a ``link_timeout`` attribute, whose
+        map is ``regmap``. Its other ports are for the caller's testbenches.
     """
 
     def __init__(self, regmap: RegisterMap = REGISTER_MAP, *, uart: bool = False,
                  divisor: int = 4, link_timeout: int = 2000, build_id: int = 0,
-                 clk_hz: int = 156_250_000):
+                 clk_hz: int = 156_250_000, design=None):
         self.regmap = regmap
         self.uart = uart
         self.divisor = divisor
-        self.plane = ControlPlane(regmap, uart_divisor=divisor if uart else None,
+        if design is None:
+            design = ControlPlane(regmap, uart_divisor=divisor if uart else None,
                                   clk_hz=clk_hz, build_id=build_id, link_timeout=link_timeout)
-        self.sim = Simulator(self.plane)
+        elif ("rx" in design.signature.members) != uart:
+            raise ValueError(f"the design's host link is {'not ' if uart else ''}a UART")
+        #: The simulated design; the host link is its ``bus`` or ``rx``/``tx``.
+        self.design = design
+        #: The bare control plane whose register inputs :meth:`poke` sets (None for a core).
+        self.plane = design if isinstance(design, ControlPlane) else None
+        self.sim = Simulator(design)
         self.sim.add_clock(CLOCK_PERIOD)
         self.cycle = 0
         self._jobs: deque[_Job] = deque()
@@ -147,6 +161,8 @@ class SimBoard:
 
     def port(self, path: str) -> Value:
         """The plane's port signal of register ``path`` (``block.reg`` or ``block[i].reg``)."""
+        if self.plane is None:
+            raise RuntimeError("this board runs a whole core: its stages drive the registers")
         match = _PATH.match(path)
         if not match or match[1] in INTERNAL_BLOCKS:
             raise KeyError(f"{path!r} is not a register on a control plane port")
@@ -169,7 +185,7 @@ class SimBoard:
         self.run(job)
 
     def peek(self, path_or_value) -> int:
-        """The current value of a port (by register path) or of any signal of the plane."""
+        """The current value of a port (by register path) or of any signal of the design."""
         value = self.port(path_or_value) if isinstance(path_or_value, str) else path_or_value
 
         async def job(ctx):
@@ -182,7 +198,7 @@ class SimBoard:
         """One CSR bus access (a read when ``write`` is ``None``); returns (data, error)."""
         if self.uart:
             raise RuntimeError("this board's bus is behind its UART bridge")
-        bus = self.plane.bus
+        bus = self.design.bus
 
         async def job(ctx):
             return await bus_access(ctx, bus, address, write)
@@ -209,12 +225,12 @@ class SimBoard:
             self._sending = True
             byte = self._tx_bytes.popleft()
             for bit in [0, *((byte >> k) & 1 for k in range(8)), 1]:
-                ctx.set(self.plane.rx, bit)
+                ctx.set(self.design.rx, bit)
                 await ctx.delay(bit_time)
             self._sending = bool(self._tx_bytes)
 
     async def _monitor_tx(self, ctx):
-        tx = self.plane.tx
+        tx = self.design.tx
         bit_time = self.divisor * CLOCK_PERIOD
         while True:
             await ctx.negedge(tx)
@@ -256,7 +272,7 @@ class SimUartPort:
         self.board = board
         # Room for the bridge's own timeout reply to a request it found cut short.
         self.timeout_cycles = timeout_cycles or 20 * 10 * board.divisor + \
-            board.plane.link_timeout
+            board.design.link_timeout
 
     def write(self, data: bytes) -> None:
         self.board.uart_write(data)
