@@ -64,6 +64,12 @@ CORES: dict[str, CoreFactory] = {
     "book": lazy("hdl.book.book", "Book"),
     # Feed ingress joined to the order book (hdl/top.py), default geometry, dropping on overflow.
     "feed_book": lazy("hdl.top", "FeedBook"),
+    # The quoter's pricing engine: 8 instrument slots, as the book's default geometry.
+    "quoter": lazy("hdl.quote.quoter", "Quoter"),
+    # OUCH 5.0 order entry: the encoder (8 instrument slots, UserRefNums from 1) and the
+    # decoder of the exchange's answers (128-byte packet buffer).
+    "ouch_tx": lazy("hdl.quote.ouch_tx", "OuchTx"),
+    "ouch_rx": lazy("hdl.quote.ouch_rx", "OuchRx"),
     # Register bank, control block and UART bridge at 115200 baud on the 156.25 MHz core clock.
     "control_plane": lazy("hdl.csr.plane", "ControlPlane", uart_divisor=156_250_000 // 115_200),
 }

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 
 from sim.itch_event import Side
 from sim.orders import ActionKind, OrderAction, OrderTable
@@ -42,10 +43,41 @@ from sim.wire.ouch import (
     frame,
 )
 
-__all__ = ["MAX_USER_REF", "OrderEntry", "SentMessage"]
+__all__ = ["DAY_OPTIONS", "MAX_USER_REF", "ORDER_POLICY", "SIDE_CODES", "OrderEntry", "OuchTxStat",
+           "SentMessage"]
 
 MAX_USER_REF = (1 << 32) - 1
-_SIDE = {Side.BUY: SideCode.BUY, Side.SELL: SideCode.SELL}
+#: The OUCH side code of each book side.
+SIDE_CODES = {Side.BUY: SideCode.BUY, Side.SELL: SideCode.SELL}
+#: The fields every Enter and Replace Order carries: visible, principal (a market maker trades
+#: for its own account), no intermarket sweep, the continuous market.
+ORDER_POLICY = {
+    "display": Display.VISIBLE,
+    "capacity": Capacity.PRINCIPAL,
+    "intermarket_sweep": "N",
+    "cross_type": CrossType.CONTINUOUS,
+}
+#: Day orders are post-only, so a quote never takes liquidity.
+DAY_OPTIONS = (Option.post_only(),)
+
+
+class OuchTxStat(IntEnum):
+    """What the gateware encoder counts, one 48-bit counter per member.
+
+    The model raises instead (its callers never hand it such actions); the gateware refuses
+    the action, counts it and goes on. A refused action takes no UserRefNum.
+    """
+
+    #: Messages sent.
+    MESSAGES = 0
+    #: An action kind or a time in force outside their enums.
+    BAD_ACTION = 1
+    #: A new order for a slot beyond the symbol table or whose symbol is not set.
+    UNKNOWN_SLOT = 2
+    #: An Enter or Replace Order after UserRefNum ``MAX_USER_REF`` was used.
+    REFS_EXHAUSTED = 3
+    #: A request to set the next UserRefNum to 0 (ignored).
+    BAD_NEXT_REF = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +140,10 @@ class OrderEntry:
         elif action.kind is ActionKind.NEW:
             ref = self._take_ref()
             message = EnterOrder(
-                ref, _SIDE[action.side], action.quantity, self.symbols[action.slot],
-                action.price, action.tif, Display.VISIBLE, Capacity.PRINCIPAL, "N",
-                CrossType.CONTINUOUS, self.cl_ord_id(ref), _options(action.tif))
+                ref, SIDE_CODES[action.side], action.quantity, self.symbols[action.slot],
+                action.price, action.tif, ORDER_POLICY["display"], ORDER_POLICY["capacity"],
+                ORDER_POLICY["intermarket_sweep"], ORDER_POLICY["cross_type"],
+                self.cl_ord_id(ref), _options(action.tif))
             orders.entered(ref, action, now)
         else:
             order = orders.get(action.ref)
@@ -118,11 +151,12 @@ class OrderEntry:
                 raise ValueError(f"replace of unknown order {action.ref}")
             ref = self._take_ref()
             message = ReplaceOrder(
-                order.ref, ref, action.quantity, action.price, action.tif, Display.VISIBLE,
-                "N", self.cl_ord_id(ref), _options(action.tif))
+                order.ref, ref, action.quantity, action.price, action.tif,
+                ORDER_POLICY["display"], ORDER_POLICY["intermarket_sweep"], self.cl_ord_id(ref),
+                _options(action.tif))
             orders.replacing(order, ref, action.price, action.quantity, now)
         return SentMessage(now, action, message, frame(message))
 
 
 def _options(tif: str) -> tuple[Option, ...]:
-    return (Option.post_only(),) if tif == TimeInForce.DAY else ()
+    return DAY_OPTIONS if tif == TimeInForce.DAY else ()

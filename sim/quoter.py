@@ -63,6 +63,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import IntEnum
 
 from hdl.csr.params import QuoteParams, RiskLimits
 from sim.book import EMPTY_PRICE, Top, TopUpdate
@@ -78,6 +79,7 @@ __all__ = [
     "Quote",
     "QuoteSet",
     "Quoter",
+    "QuoterStat",
     "ceil_tick",
     "floor_tick",
 ]
@@ -88,6 +90,20 @@ VOL_FRAC_BITS = 8
 VOL_MULTIPLIER_FRAC_BITS = 8
 #: ``skew_ticks_per_unit`` is in 1/65536 tick per share.
 SKEW_FRAC_BITS = 16
+
+
+class QuoterStat(IntEnum):
+    """What the gateware quoter counts (one 48-bit counter each).
+
+    The model evaluates every update; the gateware evaluates one slot at a time and, for a slot
+    updated again before its turn, prices only the newest top (the volatility EWMA still takes
+    every update): ``UPDATES == SUPERSEDED + QUOTE_SETS + BAD_SLOT`` once it is idle.
+    """
+
+    UPDATES = 0      # top-of-book updates taken
+    SUPERSEDED = 1   # updates replaced by a newer top of the same slot before being priced
+    QUOTE_SETS = 2   # quote sets emitted
+    BAD_SLOT = 3     # updates of a slot number the quoter does not have (dropped)
 
 
 def floor_tick(price: int, tick: int) -> int:

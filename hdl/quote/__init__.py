@@ -1,0 +1,1 @@
+"""Quoting and order entry: the quoter's pricing engine, the risk gate, OUCH encode/decode."""
