@@ -326,7 +326,7 @@ class Driver:
         session = values["mold.session"].to_bytes(self.regmap["mold.session"].reg.width // 8,
                                                   "big")
         return FeedStatus(expected=values["mold.expected"],
-                          session=session.decode("ascii", "replace").rstrip(),
+                          session=session.decode("ascii", "replace").rstrip(" \0"),
                           session_valid=bool(values["mold.session_valid"]),
                           ended=bool(values["mold.ended"]),
                           gap_pending=bool(values["mold_recovery.gap_pending"]))
