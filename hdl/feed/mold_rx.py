@@ -34,17 +34,24 @@ beat later because a message has at least ``MIN_MESSAGE_LENGTH`` bytes: the leng
 feeds registers only, and a beat holds at most one block end and one block start.
 
 The header is captured byte by byte, realigned by the start lane, into ``hdr``; ``hdr_next`` is
-the same array with the current beat's bytes in place. What the first block's start mark needs
-and arrives early (the session, the upper bytes of the sequence number) is compared from
-registers; only the last sequence-number bytes, the count and the first length are live when the
-first block's type byte shares a beat with the end of the header. That beat's start mark is the
-longest path: 8:1 lane muxes, a 16-bit count test and a 24-bit compare, then a few gates.
+the same array with the current beat's bytes in place. After the first beat the lane of every
+header byte is known a beat ahead, so it is a registered one-hot select (``hdrN_at``) and the
+live path is an AND-OR; the framing lanes (``e_lane``, ``pl``) are kept one-hot too. The session
+is compared byte by byte as it arrives, into registered flags ANDed at the header's end. What the
+first block's start mark needs and arrives early (the upper bytes of the sequence number) is
+compared from registers; only the last sequence-number bytes, the count and the first length are
+live when the first block's type byte shares a beat with the end of the header. That beat's start
+mark is the longest path: lane selects, a 16-bit count test and a 24-bit compare, then a few
+gates. A start mark never falls on a packet's last beat, and every other beat after the first is
+full, so the start mark's path has no ``keep`` term.
 
 Decisions that only affect counters are pipelined behind the packet: whether the packet is an
 old duplicate (``S + N <= expected``) is known 3 cycles after the header, and the per-packet
 counts are committed 3 cycles after the last beat. ``expected`` is written in the second cycle
 after the last beat, before the next packet's header can need it. Later blocks' duplicate test is
-a countdown loaded the cycle after the header, before the second block's type byte can arrive.
+a countdown loaded the cycle after the header, before the second block's type byte can arrive;
+its start value comes from a 16-bit subtraction and compares of the upper 48 bits, not from a
+64-bit carry chain.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -117,6 +124,14 @@ def _below(value, bound: int):
             above = [value[j] if bound >> j & 1 else ~value[j] for j in range(i + 1, width)]
             terms.append(Cat(~value[i], *above).all())
     return Cat(*terms).any() if terms else Const(0)
+
+
+def _or_all(values):
+    """The bitwise OR of equally wide values (an AND-OR select when each is gated by one bit)."""
+    result = values[0]
+    for value in values[1:]:
+        result = result | value
+    return result
 
 
 class _Seg(enum.Enum, shape=3):
@@ -224,6 +239,13 @@ class MoldRx(wiring.Component):
             with m.If(beat.keep[k]):
                 m.d.comb += start_lane.eq(k)
 
+        def pick(onehot, lanes):
+            """The lane that a one-hot select names (0 when none): AND-OR, two LUT levels."""
+            sels = [onehot[k] for k in range(len(onehot))]
+            return _or_all([sel.replicate(len(v)) & v for sel, v in zip(sels, lanes, strict=True)])
+
+        lanes = [lane(k) for k in range(BEAT_BYTES)]
+
         # --- Header capture, realigned: header byte h is in beat (s + h) // 8, lane (s + h) % 8.
         s = Signal(_LANE_BITS)
         # Index of the beat in its packet, saturating past the header's last possible beat.
@@ -231,17 +253,35 @@ class MoldRx(wiring.Component):
         bidx = Signal(range(bidx_stop + 1))
         hdr = [Signal(8, name=f"hdr{h}") for h in range(HEADER_LENGTH)]
         hdr_next = [Signal(8, name=f"hdr{h}_next") for h in range(HEADER_LENGTH)]
+        # After the first beat the lanes of the header bytes are known a beat ahead: at[h] is a
+        # registered one-hot of the lane holding header byte h in this beat (0: another beat), so
+        # the live path is a 2-level AND-OR rather than an adder, a compare and an 8:1 mux.
+        at = [Signal(BEAT_BYTES, name=f"hdr{h}_at") for h in range(HEADER_LENGTH)]
+        # hdr_late[h]: hdr_next[h] on any beat but the first (the first beat's lanes depend on
+        # its keep; only the session's early bytes can be there, and they are never on a short
+        # path: they are compared a beat later).
+        hdr_late = [Signal(8, name=f"hdr{h}_late") for h in range(HEADER_LENGTH)]
         for h in range(HEADER_LENGTH):
-            # Only the bytes that can be in the first beat depend on its keep: the rest must not,
-            # as some of them decide the first message's start mark.
-            pos = (Mux(first, start_lane, s) if h < BEAT_BYTES else s) + h
-            m.d.comb += hdr_next[h].eq(
-                Mux(pos[_LANE_BITS:] == bidx, lane(pos[:_LANE_BITS]), hdr[h]))
+            m.d.comb += hdr_late[h].eq(Mux(at[h].any(), pick(at[h], lanes), hdr[h]))
+            if h < BEAT_BYTES:
+                pos = start_lane + h
+                m.d.comb += hdr_next[h].eq(
+                    Mux(first, Mux(pos[_LANE_BITS:] == 0, lane(pos[:_LANE_BITS]), hdr[h]),
+                        hdr_late[h]))
+            else:
+                m.d.comb += hdr_next[h].eq(hdr_late[h])
         with m.If(xfer):
             m.d.sync += [hdr[h].eq(hdr_next[h]) for h in range(HEADER_LENGTH)]
             m.d.sync += bidx.eq(Mux(last, 0, Mux(bidx == bidx_stop, bidx, bidx + 1)))
             with m.If(first):
                 m.d.sync += s.eq(start_lane)
+            # The next beat's lanes: beat bidx + 1 of this packet, none after a last beat.
+            nxt_base = Mux(first, start_lane, s)
+            nxt_beat = Mux(first, 1, bidx + 1)
+            for h in range(HEADER_LENGTH):
+                pos = nxt_base + h
+                m.d.sync += at[h].eq(Mux(last | (pos[_LANE_BITS:] != nxt_beat), 0,
+                                         Const(1, BEAT_BYTES) << pos[:_LANE_BITS]))
 
         expected = Signal(SEQ_BITS, init=1)
         session = Signal(SESSION_BITS)
@@ -255,6 +295,9 @@ class MoldRx(wiring.Component):
         e_now = Signal()          # the current segment ends in this beat
         e_lane = Signal(_LANE_BITS)
         pl = Signal(_LANE_BITS)   # lane of the next prefix's first byte: e_lane + 1
+        # The same lanes one-hot, so that the live byte selects are 2-level AND-ORs.
+        e_oh = Signal(BEAT_BYTES, init=1)
+        pl_oh = Signal(BEAT_BYTES, init=1)
         prev7 = Signal(8)         # lane 7 of the previous beat (a prefix straddling two beats)
         type_next = Signal()      # BODY: its type byte is lane 0 of this beat
         cur_len = Signal(LENGTH_BITS)
@@ -271,10 +314,19 @@ class MoldRx(wiring.Component):
         for kind, flag in in_seg.items():
             m.d.comb += flag.eq(in_pkt & (seg == kind))
 
-        e_byte = here(e_lane)
+        e_byte = _or_all([e_oh[k] & here(k) for k in range(BEAT_BYTES)])
 
         # --- End of header.
         session_now = header_field(hdr, "session")   # complete in registers by then
+        # The session's bytes are all in by the beat before the header's end: each is compared
+        # with the latched session as it arrives (on every beat after the first, which
+        # recompares the bytes the first beat brought), and the header's end ANDs the flags.
+        sess_bytes = field_offsets("session")
+        sess_eq = Signal(len(sess_bytes))
+        with m.If(xfer & ~first):
+            m.d.sync += sess_eq.eq(Cat(*[
+                hdr_late[h] == session.word_select(len(sess_bytes) - 1 - i, 8)
+                for i, h in enumerate(sess_bytes)]))
         seq_now = header_field(hdr_next, "seq")
         count_now = header_field(hdr_next, "count")
         h_done = Signal()         # the header's last byte is in this beat
@@ -285,7 +337,7 @@ class MoldRx(wiring.Component):
         is_eos = count_now == END_OF_SESSION_COUNT
         m.d.comb += [
             h_done.eq(in_seg[_Seg.HDR] & e_now & e_byte),
-            sess_ok.eq(~session_valid | (session_now == session)),
+            sess_ok.eq(~session_valid | sess_eq.all()),
             h_pass.eq(h_done & sess_ok),
             h_data.eq(h_pass & ~is_hb & ~is_eos),
         ]
@@ -297,28 +349,33 @@ class MoldRx(wiring.Component):
             body_end.eq(in_seg[_Seg.BODY] & e_now & e_byte),
             pfx_due.eq(h_data | (body_end & ~left_one)),
         ]
-        pl_mid = (pl != 0) & (pl != BEAT_BYTES - 1)
+        pl_last, pl_first = pl_oh[BEAT_BYTES - 1], pl_oh[0]
+        pl_mid = ~pl_first & ~pl_last
+        lo_oh = pl_oh.rotate_left(1)   # lane of the prefix's second byte
         lo_lane = (pl + 1)[:_LANE_BITS]
-        first_here = (pfx_due & (pl != 0)) | in_seg[_Seg.PFX2]   # prefix byte 1 at lane pl
+        first_here = (pfx_due & ~pl_first) | in_seg[_Seg.PFX2]   # prefix byte 1 at lane pl
         second_here = (pfx_due & pl_mid) | in_seg[_Seg.PFX1] | in_seg[_Seg.PFX2]
         len_done = Signal()
         length = Signal(LENGTH_BITS)
         short = Signal()
         blk_ok = Signal()
+        here_lo = _or_all([lo_oh[k] & here(k) for k in range(BEAT_BYTES)])
         m.d.comb += [
-            len_done.eq(second_here & here(lo_lane)),
-            length.eq(Cat(lane(lo_lane), Mux(pl == BEAT_BYTES - 1, prev7, lane(pl)))),
+            len_done.eq(second_here & here_lo),
+            length.eq(Cat(pick(lo_oh, lanes), pick(pl_oh, [*lanes[:-1], prev7]))),
             short.eq(_below(length, MIN_MESSAGE_LENGTH)),
             blk_ok.eq(len_done & ~short),
         ]
-        type_a = Signal()         # the type byte follows the length in this beat
         type_b = Signal()         # the type byte is lane 0, the length ended the previous beat
-        type_here = Signal()
-        m.d.comb += [
-            type_a.eq(blk_ok & (pl != BEAT_BYTES - 2)),
-            type_b.eq(in_seg[_Seg.BODY] & type_next),
-            type_here.eq(type_a | type_b),
-        ]
+        m.d.comb += type_b.eq(in_seg[_Seg.BODY] & type_next)
+        # The type byte follows the length in this beat (outside a last beat). A message never
+        # starts in a packet's last beat, and every lane of any other beat after the first holds
+        # a byte, so the keep tests (the header's and the prefix's last byte present) drop out.
+        type_a_mid = Signal()
+        m.d.comb += type_a_mid.eq(
+            ((in_seg[_Seg.HDR] & e_now & sess_ok & ~is_hb & ~is_eos)
+             | (in_seg[_Seg.BODY] & e_now & ~left_one)) & pl_mid & ~pl_oh[BEAT_BYTES - 2] & ~short
+            | ((in_seg[_Seg.PFX1] | in_seg[_Seg.PFX2]) & ~short))
 
         # Is the block whose type byte is here a duplicate? The first block compares the header's
         # sequence number: its early bytes from registers, the late ones possibly live.
@@ -329,8 +386,14 @@ class MoldRx(wiring.Component):
         seq_lo = header_field(hdr_next, "seq", range(late[0], late[-1] + 1))
         exp_hi, exp_lo = expected[late_bits:], expected[:late_bits]
         dup0 = (seq_hi < exp_hi) | ((seq_hi == exp_hi) & (seq_lo < exp_lo))
+        # A type byte outside a last beat: what the block counters step on. On a last beat they
+        # need not step, as the next packet reloads them before reading them.
+        type_mid = Signal()
         start = Signal()
-        m.d.comb += start.eq(type_here & ~Mux(blk0, dup0, skip_nz) & ~last)
+        m.d.comb += [
+            type_mid.eq((type_a_mid | type_b) & ~last),
+            start.eq(type_mid & ~Mux(blk0, dup0, skip_nz)),
+        ]
 
         # --- Output register.
         abandon = last & msg_open & ~body_end
@@ -356,7 +419,7 @@ class MoldRx(wiring.Component):
             m.d.sync += [
                 in_pkt.eq(~last),
                 prev7.eq(lane(BEAT_BYTES - 1)),
-                type_next.eq(blk_ok & (pl == BEAT_BYTES - 2)),
+                type_next.eq(blk_ok & pl_oh[BEAT_BYTES - 2]),
                 msg_open.eq(start | (msg_open & ~body_end & ~last)),
             ]
             with m.If(first | blk_ok):
@@ -365,6 +428,8 @@ class MoldRx(wiring.Component):
                     e_now.eq(e_tot[_LANE_BITS:] == 1),
                     e_lane.eq(e_tot[:_LANE_BITS]),
                     pl.eq(e_tot[:_LANE_BITS] + 1),
+                    e_oh.eq(Const(1, BEAT_BYTES) << e_tot[:_LANE_BITS]),
+                    pl_oh.eq(Const(1, BEAT_BYTES) << (e_tot[:_LANE_BITS] + 1)[:_LANE_BITS]),
                 ]
             with m.Else():
                 m.d.sync += [e_cnt.eq(e_cnt - 1), e_now.eq(e_cnt == 2)]
@@ -379,9 +444,9 @@ class MoldRx(wiring.Component):
                 m.d.sync += seg.eq(_Seg.DROP)
             with m.Elif(blk_ok):
                 m.d.sync += seg.eq(_Seg.BODY)
-            with m.Elif(pfx_due & (pl == BEAT_BYTES - 1)):
+            with m.Elif(pfx_due & pl_last):
                 m.d.sync += seg.eq(_Seg.PFX1)
-            with m.Elif(pfx_due & (pl == 0)):
+            with m.Elif(pfx_due & pl_first):
                 m.d.sync += seg.eq(_Seg.PFX2)
             with m.Elif(body_end):
                 m.d.sync += seg.eq(_Seg.TRAIL)
@@ -390,7 +455,7 @@ class MoldRx(wiring.Component):
                 m.d.sync += cur_len.eq(length)
             with m.If(first):
                 m.d.sync += [blk0.eq(1), framed.eq(0)]
-            with m.Elif(type_here):
+            with m.Elif(type_mid):
                 m.d.sync += [blk0.eq(0), blk_seq.eq(Mux(blk0, seq_now, blk_seq) + 1)]
                 with m.If(~blk0 & skip_nz):
                     m.d.sync += [skip_cnt.eq(skip_cnt - 1), skip_nz.eq(skip_cnt[1:].any())]
@@ -426,19 +491,32 @@ class MoldRx(wiring.Component):
         # the header it sets the skip counter, two cycles after it tells a duplicate packet.
         h1, h2 = Signal(), Signal()
         m.d.sync += [h1.eq(xfer & h_data), h2.eq(h1)]
-        # expected + ~S is d + 2**64: one adder, its carry out says d >= 0.
-        diff = Signal(SEQ_BITS + 1)
-        m.d.comb += diff.eq(expected + ~pkt_seq)
-        d_neg, d_mag = ~diff[SEQ_BITS], diff[:SEQ_BITS]
-        d_sat = Mux(d_mag[COUNT_BITS:].any(), (1 << COUNT_BITS) - 1, d_mag[:COUNT_BITS])
+        # d is found without a 64-bit carry chain: split at bit 16, d = D * 2**16 + lo with
+        # D = E_hi - S_hi and lo = E_lo - S_lo - 1 (in -2**16 .. 2**16 - 2, its sign from a 16-bit
+        # adder's carry). D < 0: d < 0. D = 0: d = lo. D = 1: d = 2**16 + lo, saturated when
+        # lo >= 0. D >= 2: saturated. Below the saturation d's low 16 bits are lo's. E_hi - 1 is
+        # registered: expected is stable for two cycles before h1.
+        e_lo, e_hi = expected[:COUNT_BITS], expected[COUNT_BITS:]
+        s_lo, s_hi = pkt_seq[:COUNT_BITS], pkt_seq[COUNT_BITS:]
+        e_hi_m1 = Signal(len(e_hi))
+        e_hi_nz = Signal()
+        m.d.sync += [e_hi_m1.eq(e_hi - 1), e_hi_nz.eq(e_hi.any())]
+        lo = Signal(COUNT_BITS + 1)
+        m.d.comb += lo.eq(e_lo + ~s_lo)         # lo + 2**16: the carry out says lo >= 0
+        lo_pos = lo[COUNT_BITS]
+        hi_lt, hi_eq = e_hi < s_hi, e_hi == s_hi
+        hi_eq1 = e_hi_nz & (e_hi_m1 == s_hi)
+        d_neg = hi_lt | (hi_eq & ~lo_pos)
+        d_sat = ~hi_lt & ~hi_eq & (~hi_eq1 | lo_pos)
+        d_clip = Mux(d_sat, (1 << COUNT_BITS) - 1, lo[:COUNT_BITS])
         skip0 = Signal(COUNT_BITS)
         dup0_reg = Signal()
         dup_packet = Signal()
         with m.If(h1):
             m.d.sync += [
-                skip_cnt.eq(Mux(d_neg, 0, d_sat)),
-                skip_nz.eq(~d_neg & d_mag.any()),
-                skip0.eq(Mux(d_neg, 0, d_sat)),
+                skip_cnt.eq(Mux(d_neg, 0, d_clip)),
+                skip_nz.eq(~d_neg & (d_sat | lo[:COUNT_BITS].any())),
+                skip0.eq(Mux(d_neg, 0, d_clip)),
                 dup0_reg.eq(~d_neg),
             ]
         with m.If(h2):
@@ -447,10 +525,11 @@ class MoldRx(wiring.Component):
         # --- Per-packet counts, committed once the duplicate-packet decision is known.
         ev_dup_msg = body_end & ~msg_open
         ev_length_short = len_done & short
-        prefix_begun = (first_here & here(pl)) | in_seg[_Seg.PFX1]
+        here_pl = _or_all([pl_oh[k] & here(k) for k in range(BEAT_BYTES)])
+        prefix_begun = (first_here & here_pl) | in_seg[_Seg.PFX1]
         ev_past_end = last & ~err & ((in_seg[_Seg.BODY] & ~body_end) | blk_ok
                                      | (prefix_begun & ~len_done))
-        ev_count_short = last & ~err & ((first_here & ~here(pl)) | (pfx_due & (pl == 0)))
+        ev_count_short = last & ~err & ((first_here & ~here_pl) | (pfx_due & pl_first))
         after_end = (Const((1 << BEAT_BYTES) - 1, BEAT_BYTES) << (e_lane + 1))[:BEAT_BYTES]
         trail_enter = (h_pass & ~h_data) | (body_end & left_one)
         ev_trailing = ((trail_enter & (present & after_end).any())
