@@ -480,7 +480,7 @@ def test_invariants_on_real_aapl():
 def test_model_imports_no_amaranth():
     modules = ("sim.wire.soupbin", "sim.wire.ouch", "sim.fair_value", "sim.quoter",
                "sim.hedger", "sim.orders", "sim.control", "sim.risk", "sim.order_entry",
-               "sim.position", "sim.exchange", "sim.market_maker")
+               "sim.position", "sim.exchange", "sim.market_maker", "sim.frames", "sim.ouch_rx")
     code = f"import sys, {', '.join(modules)}; sys.exit('amaranth' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
