@@ -70,6 +70,8 @@ CORES: dict[str, CoreFactory] = {
     # decoder of the exchange's answers (128-byte packet buffer).
     "ouch_tx": lazy("hdl.quote.ouch_tx", "OuchTx"),
     "ouch_rx": lazy("hdl.quote.ouch_rx", "OuchRx"),
+    # The order table with fills, positions and the forced cancels, for 8 instrument slots.
+    "order_table": lazy("hdl.quote.order_table", "OrderTable"),
     # Register bank, control block and UART bridge at 115200 baud on the 156.25 MHz core clock.
     "control_plane": lazy("hdl.csr.plane", "ControlPlane", uart_divisor=156_250_000 // 115_200),
 }

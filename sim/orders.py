@@ -28,6 +28,17 @@ Bookkeeping rules (the exchange's behaviour they rely on: :mod:`sim.exchange`)
   ignores a replace of an order that is no longer live and never answers it.
 - A message naming no order we know is counted (:attr:`OrderTable.unknown`) and ignored.
 
+Messages sent, as the gateware records them (:meth:`OrderTable.record`)
+-------------------------------------------------------------------------
+The methods :meth:`~OrderTable.entered`, :meth:`~OrderTable.replacing` and
+:meth:`~OrderTable.canceling` refuse a message the table cannot record by raising. The gateware
+learns of a message a few cycles after it was decided, and an answer may end the order in
+between, so it records each report by a rule that never raises, counted under
+:class:`OrderTableStat`: a replace or cancel naming an order that is no longer in the table is
+``STALE`` (the exchange ignores it too); a replace or cancel of a busy order, an enter into an
+occupied order slot, with a UserRefNum in use, or for a slot the gateware does not have is a
+``CONFLICT``; both change nothing. Anything else is recorded (``SENT``).
+
 Worst-case exposure
 -------------------
 The shares an order may still buy or sell: its open shares, or while a replace is in flight
@@ -61,6 +72,7 @@ __all__ = [
     "LiveOrder",
     "OrderAction",
     "OrderTable",
+    "OrderTableStat",
     "Origin",
     "PendingReplace",
     "Status",
@@ -105,6 +117,28 @@ class OrderAction:
     tif: TimeInForce = TimeInForce.DAY
     ref: int = 0
     origin: Origin = Origin.QUOTER
+
+
+class OrderTableStat(IntEnum):
+    """What the order table counts (:meth:`OrderTable.record`, :meth:`OrderTable.answer`);
+    the gateware has one 48-bit counter per member."""
+
+    #: Messages sent and recorded.
+    SENT = 0
+    #: A replace or cancel sent for an order that ended before its report arrived.
+    STALE = 1
+    #: A message sent that contradicts the table (busy order, occupied slot, UserRefNum in use,
+    #: slot out of range); nothing is recorded.
+    CONFLICT = 2
+    #: Answers applied to one of our orders.
+    ANSWERS = 3
+    #: Answers naming no order we know (:attr:`OrderTable.unknown`).
+    UNKNOWN = 4
+    #: Fills reported (Executed answers applied).
+    FILLS = 5
+    #: Gateware only: fills that would take the 32-bit position out of range (it stays at the
+    #: bound). The model's position has no bound.
+    POSITION_SATURATED = 6
 
 
 class Status(IntEnum):
@@ -185,6 +219,7 @@ class OrderTable:
         self._by_slot: dict[tuple[int, int, int], LiveOrder] = {}
         self._replacing: dict[int, LiveOrder] = {}  # replacement UserRefNum -> order
         self.unknown = 0
+        self.stats = {stat: 0 for stat in OrderTableStat}
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -259,6 +294,42 @@ class OrderTable:
         if order.busy:
             raise ValueError(f"order {order.ref} is busy")
         order.cancel_pending = True
+
+    def record(self, ref: int, action: OrderAction, now: int,
+               slots: int | None = None) -> OrderTableStat:
+        """Record one message sent, as the gateware does (see the module notes): ``ref`` is the
+        UserRefNum the message carries (for a cancel, the order's); ``slots`` the instrument
+        slots the table has (None: any). Returns the verdict, also counted in ``stats``."""
+        verdict = self._verdict(ref, action, slots)
+        if verdict is OrderTableStat.SENT:
+            if action.kind is ActionKind.NEW:
+                self.entered(ref, action, now)
+            elif action.kind is ActionKind.REPLACE:
+                self.replacing(self._by_ref[action.ref], ref, action.price, action.quantity, now)
+            else:
+                self.canceling(self._by_ref[action.ref])
+        self.stats[verdict] += 1
+        return verdict
+
+    def _verdict(self, ref: int, action: OrderAction, slots: int | None) -> OrderTableStat:
+        if action.kind is ActionKind.NEW:
+            if ((slots is not None and action.slot >= slots)
+                    or (action.slot, int(action.side), action.level) in self._by_slot
+                    or ref in self._by_ref or ref in self._replacing):
+                return OrderTableStat.CONFLICT
+            return OrderTableStat.SENT
+        order = self._by_ref.get(action.ref)
+        if order is None:
+            return OrderTableStat.STALE
+        return OrderTableStat.CONFLICT if order.busy else OrderTableStat.SENT
+
+    def answer(self, message: Message, now: int) -> tuple[int | None, Fill | None]:
+        """:meth:`on_message`, counted in ``stats``."""
+        slot, fill = self.on_message(message, now)
+        self.stats[OrderTableStat.UNKNOWN if slot is None else OrderTableStat.ANSWERS] += 1
+        if fill is not None:
+            self.stats[OrderTableStat.FILLS] += 1
+        return slot, fill
 
     # -- what the exchange answers ---------------------------------------------------------------
 
