@@ -66,6 +66,10 @@ CORES: dict[str, CoreFactory] = {
     "feed_book": lazy("hdl.top", "FeedBook"),
     # The quoter's pricing engine: 8 instrument slots, as the book's default geometry.
     "quoter": lazy("hdl.quote.quoter", "Quoter"),
+    # Its requote rules with the hedger (8 instrument slots): quote sets -> order actions; and
+    # the hedger on its own.
+    "requote": lazy("hdl.quote.requote", "Requoter"),
+    "hedger": lazy("hdl.quote.hedger", "Hedger"),
     # OUCH 5.0 order entry: the encoder (8 instrument slots, UserRefNums from 1) and the
     # decoder of the exchange's answers (128-byte packet buffer).
     "ouch_tx": lazy("hdl.quote.ouch_tx", "OuchTx"),

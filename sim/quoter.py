@@ -80,6 +80,7 @@ __all__ = [
     "QuoteSet",
     "Quoter",
     "QuoterStat",
+    "RequoteStat",
     "ceil_tick",
     "floor_tick",
 ]
@@ -104,6 +105,22 @@ class QuoterStat(IntEnum):
     SUPERSEDED = 1   # updates replaced by a newer top of the same slot before being priced
     QUOTE_SETS = 2   # quote sets emitted
     BAD_SLOT = 3     # updates of a slot number the quoter does not have (dropped)
+
+
+class RequoteStat(IntEnum):
+    """What the gateware's requote stage counts (one 48-bit counter each): the quote sets it
+    evaluated and the actions it sent, by kind, as the lengths of the lists that
+    :meth:`Quoter.actions` and :meth:`sim.hedger.Hedger.action` return.
+
+    ``NEW``, ``REPLACE`` and ``CANCEL`` count the quoter's actions, ``HEDGES`` the hedger's.
+    """
+
+    QUOTE_SETS = 0   # quote sets evaluated
+    NEW = 1          # new orders
+    REPLACE = 2      # replacements
+    CANCEL = 3       # cancels
+    HEDGES = 4       # hedge orders
+    BAD_SLOT = 5     # quote sets of a slot number the stage does not have (dropped)
 
 
 def floor_tick(price: int, tick: int) -> int:

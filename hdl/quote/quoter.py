@@ -2,7 +2,7 @@
 
 Its twin is :class:`sim.quoter.Quoter` (``on_book`` then ``quotes``): rules 1 to 10 of that
 module's docstring, computed to the same integers. The requote rules (which orders to cancel,
-send or replace) are not here.
+send or replace) are in :mod:`hdl.quote.requote`.
 
 Widths. The model's integers do not wrap; these widths hold every value the rules produce for
 every register value of :class:`~hdl.csr.params.QuoteParams` and
