@@ -11,14 +11,20 @@ is priced; the counters add up; nothing is left in flight.
 
 import itertools
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from amaranth.sim import Simulator
 
 from hdl.book.layout import top_update_layout
 from hdl.csr.params import MAX_ORDER_SHARES, FairValueMode, QuoteParams, RiskLimits
-from hdl.quote.quoter import QUOTER_LATENCY, ROUND_CLAMP, Quoter, quote_set_layout
+from hdl.quote.quoter import (
+    QUOTER_LATENCY,
+    QUOTER_MODE_LATENCY,
+    ROUND_CLAMP,
+    Quoter,
+    quote_set_layout,
+)
 from hdl.stats import stats_layout
 from host.gatesim.streams import pack, unpack
 from sim.book import TopUpdate
@@ -436,25 +442,38 @@ def test_bad_input():
 # Latency and throughput
 
 
+def mode_of(setup: Setup, quote_set: dict) -> FairValueMode:
+    return setup.params[quote_set["slot"]].fair_value_mode
+
+
 def test_latency():
-    """An update taken in cycle t has its quote set valid in cycle t + QUOTER_LATENCY."""
+    """An update taken in cycle t has its quote set valid in cycle t + the latency of its slot's
+    fair-value mode (QUOTER_MODE_LATENCY), every mode seen."""
     setup = random_setup(7, 3)
+    for slot, mode in enumerate(FairValueMode):
+        setup.params[slot] = replace(setup.params[slot], fair_value_mode=mode)
     run = simulate(setup, gap=QUOTER_LATENCY + 8)
     check(setup, run)
-    seen = {cycle - run.accept_cycle[s["seq"]] for s, cycle in zip(run.sets, run.set_cycles,
-                                                                   strict=True)}
+    seen = {(mode_of(setup, s), cycle - run.accept_cycle[s["seq"]])
+            for s, cycle in zip(run.sets, run.set_cycles, strict=True)}
     print(f"\nquoter latency, update in to quote set out: {sorted(seen)} cycles")
-    assert len(run.sets) == len(setup.updates) and seen == {QUOTER_LATENCY}
+    assert len(run.sets) == len(setup.updates)
+    assert seen == set(QUOTER_MODE_LATENCY.items())
+    assert max(QUOTER_MODE_LATENCY.values()) == QUOTER_LATENCY
 
 
 def test_throughput():
-    """Back to back, ``i`` takes an update every 2 cycles; the evaluator emits a quote set every
-    ``QUOTER_LATENCY - 3`` cycles while slots are waiting."""
+    """Back to back, ``i`` takes an update every 2 cycles; while slots are waiting, the evaluator
+    emits a quote set ``QUOTER_MODE_LATENCY - 3`` cycles after the one before, by the mode of
+    the slot it priced."""
     setup = random_setup(8, 60)
+    for slot, mode in enumerate(FairValueMode):
+        setup.params[slot] = replace(setup.params[slot], fair_value_mode=mode)
     run = simulate(setup)
     check(setup, run)
     accepts = sorted(run.accept_cycle.values())
     assert {b - a for a, b in itertools.pairwise(accepts)} == {2}
-    intervals = {b - a for a, b in itertools.pairwise(run.set_cycles)}
+    intervals = {(mode_of(setup, s), b - a) for s, a, b in zip(
+        run.sets[1:], run.set_cycles[:-1], run.set_cycles[1:], strict=True)}
     print(f"\nquoter: an update every 2 cycles in, a quote set every {sorted(intervals)} out")
-    assert intervals == {QUOTER_LATENCY - 3}
+    assert intervals == {(mode, latency - 3) for mode, latency in QUOTER_MODE_LATENCY.items()}

@@ -9,8 +9,9 @@ every register value of :class:`~hdl.csr.params.QuoteParams` and
 :class:`~hdl.csr.params.RiskLimits` and every 32-bit signed position:
 
 - ``vol < 2**40`` (an average of samples ``|mid change| << 8 < 2**40``, starting at 0);
-- microprice: products ``price * shares < 2**80``, their sum ``< 2**81``, weight ``< 2**49``
-  (level shares are 48 bits), and the quotient lies between the two prices, so 32 bits;
+- microprice: the product ``|ask - bid| * shares < 2**80`` (see ``_SpanLayout``), weight
+  ``< 2**49`` (level shares are 48 bits), and the quotient is at most ``|ask - bid|``, so 32
+  bits;
 - skew product ``|position| * skew_ticks_per_unit * tick < 2**31 * 2**32 * 2**16``: 80 bits, so
   ``|skew| < 2**64`` and the centre ``fv - skew`` fits 67 bits signed, ``c -/+ half`` 68;
 - ``half < 2**30 + 2**40 < 2**42``; ``level_spacing * tick < 2**30``.
@@ -18,12 +19,17 @@ every register value of :class:`~hdl.csr.params.QuoteParams` and
 The one narrowing is of ``c - half`` and ``c + half`` before the tick rounding, see
 :data:`ROUND_CLAMP`.
 
-Timing. Products and quotients are sequential (:mod:`hdl.quote.arith`, no DSP block), one adder
-a step, at most 50 bits wide; every other step of the evaluation is one registered operation.
-The widest carry chains are the microprice dividend's 81-bit sum, the 68-bit ``c -/+ half`` and
-its clamp comparison; the front end's deepest path is an 8-way read, a 41-bit subtraction and,
-a cycle later, a 4-level shift into a 42-bit addition. Nothing here has been through place and
-route yet.
+Timing. Products come from ECP5's 18x18 DSP blocks
+(:class:`~hdl.quote.arith.PipelinedMultiplier`, 19 MULT18X18D in all: registered partial
+products, then registered adder levels spanning at most 62 bits) and quotients from
+:class:`~hdl.quote.arith.RadixDivider`: the tick roundings 4 bits a step (15 comparisons of 20
+bits side by side, then a one-hot select), the microprice 3 bits a step (7 comparisons of 52
+bits). Every other step of the evaluation is one registered operation: an adder, a comparison
+or a few LUT levels. The widest carry chains are the 68-bit ``c -/+ half`` with a 2-way select
+before it, its clamp comparison, the 65-bit skew and the microprice divider's 52-bit
+comparisons; the front end's deepest path is an 8-way read, a 41-bit subtraction and, a cycle
+later, a 4-level shift into a 42-bit addition. Nothing here has been through place and route
+yet.
 """
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
@@ -35,7 +41,13 @@ from hdl.book.layout import SEQ_BITS, top_update_stream
 from hdl.csr.bank import block_signature
 from hdl.csr.params import PRICE_BITS, FairValueMode, QuoteParams, RiskLimits
 from hdl.csr.reg import Block
-from hdl.quote.arith import RestoringDivider, ShiftAddMultiplier
+from hdl.quote.arith import (
+    PipelinedMultiplier,
+    RadixDivider,
+    divider_steps,
+    multiplier_latency,
+    times_constant,
+)
 from hdl.stats import count, stats_layout
 from sim.book import LEVEL_SHARES_BITS
 from sim.orders import MAX_LEVELS
@@ -47,6 +59,7 @@ __all__ = [
     "HALF_BITS",
     "POSITION_BITS",
     "QUOTER_LATENCY",
+    "QUOTER_MODE_LATENCY",
     "QUOTE_PARAMS_BLOCK",
     "RISK_LIMITS_BLOCK",
     "ROUND_CLAMP",
@@ -106,6 +119,17 @@ _TopLayout = data.StructLayout({
     "seq": SEQ_BITS,
 })
 
+# The two best prices as the microprice divides them: ``lo = min(bid, ask)``, ``diff = |ask -
+# bid|``, ``up = ask >= bid``. Then ``(bid * ask_shares + ask * bid_shares) // weight`` is
+# ``lo + (diff * shares) // weight`` with ``shares`` the shares at the lower price's *opposite*
+# side (``bid_shares`` when ``up``): ``lo * weight`` is a multiple of ``weight``. One 32 x 48
+# product instead of two, and its quotient is at most ``diff < 2**32``.
+_SpanLayout = data.StructLayout({
+    "lo": PRICE_BITS,
+    "diff": PRICE_BITS,
+    "up": 1,
+})
+
 
 def quote_set_layout(slot_bits: int) -> data.StructLayout:
     """The quotes of one slot: ``sim.quoter.QuoteSet`` field for field.
@@ -132,25 +156,41 @@ def quote_set_layout(slot_bits: int) -> data.StructLayout:
 # Front end: input transfer, then S1 (mid change), S2 (EWMA difference), S3 (EWMA update, the
 # slot's top stored and marked pending); the evaluator sees the mark a cycle later.
 _FRONT_CYCLES = 4
-# Evaluator, from taking a pending slot to the quote set on ``o``: snapshot, start, the longest
-# first-phase unit (the 33-step remainder of ``best_bid + 1``, seen done a cycle later), the
-# division's start, the 32-step microprice division (likewise), fair value, centre, spread and
-# clamp, the start of the 35-step remainders of ``c -/+ half`` (likewise), lock, post-only,
-# levels, band, one step per level's size.
-_EVAL_CYCLES = 1 + 1 + 34 + 1 + 33 + 4 + 1 + 36 + 4 + MAX_LEVELS
-#: Cycles from a top-of-book update's transfer to its quote set on ``o`` (``o`` ready, the
-#: evaluator idle, the update not superseded).
-QUOTER_LATENCY = _FRONT_CYCLES + _EVAL_CYCLES
 
+# The evaluator's schedule. It snapshots a slot in cycle 0; from then on its datapath is a
+# free-running pipeline of registers on the snapshot, so each value below is valid from the
+# cycle named (and holds until the next snapshot); only the dividers are started, by cycle.
+_TICK_RADIX_BITS = 4   # 9 steps for a 35-bit quotient, 15 comparisons of 20 bits each
+_FV_RADIX_BITS = 3     # 11 steps for the microprice's 32 bits, 7 comparisons of 52 bits each
+_ROUND_STEPS = divider_steps(_ROUND_BITS, _TICK_RADIX_BITS)
+_LIMIT_STEPS = divider_steps(PRICE_BITS + 1, _TICK_RADIX_BITS)
+_FV_STEPS = divider_steps(PRICE_BITS, _FV_RADIX_BITS)
+_AT_POS = 2                                         # |position| and its sign
+_AT_KT = 1 + multiplier_latency(32, 16)             # skew_ticks_per_unit * tick
+_AT_SKEW = max(_AT_KT, _AT_POS) + multiplier_latency(48, POSITION_BITS) + 1   # skew, -skew
+_AT_HALF = 1 + max(multiplier_latency(16, 16), multiplier_latency(VOL_BITS, 16)) + 1
+# fv -/+ half; lo -/+ half - skew (MICROPRICE)
+_AT_AROUND = {False: _AT_HALF + 1, True: max(_AT_HALF + 1, _AT_SKEW) + 1}
+_LIMIT_START = 2                                    # the post-only limits' remainders
+_AT_LIMIT_LEVELS = _LIMIT_START + _LIMIT_STEPS + 2  # their level prices, band flags a cycle on
+_FV_START = 1 + multiplier_latency(PRICE_BITS, LEVEL_SHARES_BITS)
+_AT_QUOTIENT = _FV_START + _FV_STEPS
+# By mode (MICROPRICE or not): the late operand of c -/+ half is the quotient or -skew.
+_AT_X = {False: max(_AT_SKEW, _AT_AROUND[False]) + 1,
+         True: max(_AT_QUOTIENT, _AT_AROUND[True]) + 1}
+_ROUND_START = {micro: at + 1 for micro, at in _AT_X.items()}   # c -/+ half clamped
+# Then the remainders, the level-0 prices (R), the level candidates and the lock and post-only
+# flags (P), the choice among them and the band (S), the sizes and ``o.valid``.
+_AT_OUT = {micro: start + _ROUND_STEPS + 4 for micro, start in _ROUND_START.items()}
+assert _FV_START > 2   # the divider's multiples of the weight (valid at 2) settle at 3
+assert _AT_OUT[False] - 2 > _AT_LIMIT_LEVELS, "post-only limits late for the S stage"
 
-def _floor_tick(x, rem, tick):
-    """``floor_tick`` of signed ``x`` from ``rem = |x| % tick``."""
-    return Mux(x >= 0, x - rem, x + rem - Mux(rem != 0, tick, 0))
-
-
-def _ceil_tick(x, rem, tick):
-    """``ceil_tick`` of signed ``x`` from ``rem = |x| % tick``."""
-    return Mux(x >= 0, x + Mux(rem != 0, tick - rem, 0), x + rem)
+#: Cycles from a top-of-book update's transfer to its quote set on ``o`` by fair-value mode
+#: (``o`` ready, the evaluator idle, the update not superseded); an unknown mode takes MID's.
+QUOTER_MODE_LATENCY = {mode: _FRONT_CYCLES + _AT_OUT[mode == FairValueMode.MICROPRICE]
+                       for mode in FairValueMode}
+#: The longest of :data:`QUOTER_MODE_LATENCY` (MICROPRICE's).
+QUOTER_LATENCY = max(QUOTER_MODE_LATENCY.values())
 
 
 def _lowest(vector, width: int):
@@ -194,20 +234,27 @@ class Quoter(wiring.Component):
 
     Latency
     -------
-    :data:`QUOTER_LATENCY` (122) cycles from an update's transfer to its quote set on ``o``,
-    when the evaluator is idle and ``o`` ready: 4 in the front end, then 118 to price. The
-    microprice division takes 32 steps, each tick rounding 35 (``c -/+ half``) or 33 (the
-    post-only limits, beside the products); every mode takes the same time.
+    :data:`QUOTER_MODE_LATENCY` cycles from an update's transfer to its quote set on ``o``, when
+    the evaluator is idle and ``o`` ready: 26 for MID and REFERENCE (4 in the front end, 22 to
+    price), 34 for MICROPRICE (its division comes first); :data:`QUOTER_LATENCY` is the longer.
+    The time depends on the mode register only, never on prices or sizes. MID and REFERENCE:
+    snapshot, ``skew_ticks_per_unit * tick`` (2, ``|position|`` beside it), its product with
+    ``|position|`` (3), the skew, ``c -/+ half``, the clamp, the 9-step remainders of the tick
+    rounding, level 0, the lock and post-only flags beside every level price they may choose,
+    the choice and the band, the sizes. MICROPRICE: its product (3 after the snapshot) and
+    11-step division, then ``c -/+ half`` and on as above. The post-only limits' remainders
+    and the half spread are ready long before they are needed.
 
     Throughput
     ----------
     ``i`` takes one update every 2 cycles (the book's own top rate) and never waits for the
-    evaluator. The evaluator prices one slot every ``QUOTER_LATENCY - 3`` (119) cycles with
-    ``o`` ready, in round-robin order among the slots with an update waiting. A slot updated
-    again before its turn is priced once, on its newest top (counted ``SUPERSEDED``): a newer
-    top supersedes an older one. The volatility EWMA is not affected: it is updated in the front
-    end on every update, in arrival order, so the quote set of the newest top uses the EWMA of
-    every update up to it, as the model's does.
+    evaluator. The evaluator prices one slot every ``QUOTER_MODE_LATENCY - 3`` cycles (23 for
+    MID and REFERENCE, 31 for MICROPRICE, by the mode of the slot priced) with ``o`` ready, in
+    round-robin order among the slots with an update waiting. A slot updated again before its
+    turn is priced once, on its newest top (counted ``SUPERSEDED``): a newer top supersedes an
+    older one. The volatility EWMA is not affected: it is updated in the front end on every
+    update, in arrival order, so the quote set of the newest top uses the EWMA of every update
+    up to it, as the model's does.
 
     Bad input
     ---------
@@ -245,6 +292,7 @@ class Quoter(wiring.Component):
         last_mid = Signal(data.ArrayLayout(PRICE_BITS, n))
         last_mid_ok = Signal(n)
         tops = Signal(data.ArrayLayout(_TopLayout, n))
+        spans = Signal(data.ArrayLayout(_SpanLayout, n))
         pending = Signal(n)
 
         # -- Front end ---------------------------------------------------------------------------
@@ -256,17 +304,18 @@ class Quoter(wiring.Component):
 
         upd = self.i.payload
         s1 = Signal(data.StructLayout({
-            "valid": 1, "slot": self.slot_bits, "top": _TopLayout, "mid": PRICE_BITS,
-            "mid_ok": 1}))
+            "valid": 1, "slot": self.slot_bits, "top": _TopLayout, "span": _SpanLayout,
+            "mid": PRICE_BITS, "mid_ok": 1}))
         s2 = Signal(data.StructLayout({
-            "valid": 1, "slot": self.slot_bits, "top": _TopLayout, "sample": 1,
-            "change": PRICE_BITS}))
+            "valid": 1, "slot": self.slot_bits, "top": _TopLayout, "span": _SpanLayout,
+            "sample": 1, "change": PRICE_BITS}))
         s3 = Signal(data.StructLayout({
-            "valid": 1, "slot": self.slot_bits, "top": _TopLayout, "sample": 1,
-            "vol": VOL_BITS, "delta": signed(VOL_BITS + 1), "shift": 4}))
+            "valid": 1, "slot": self.slot_bits, "top": _TopLayout, "span": _SpanLayout,
+            "sample": 1, "vol": VOL_BITS, "delta": signed(VOL_BITS + 1), "shift": 4}))
 
         taken = self.i.valid & self.i.ready
         good_slot = upd.slot < n
+        up_price = upd.ask_price >= upd.bid_price
         count(m, stats.updates, taken)
         count(m, stats.bad_slot, taken & ~good_slot)
         m.d.sync += [
@@ -275,6 +324,10 @@ class Quoter(wiring.Component):
             s1.top.eq(Cat(upd.bid_price, upd.bid_shares, upd.ask_price, upd.ask_shares,
                           upd.seq)),
             s1.mid.eq((upd.bid_price + upd.ask_price) >> 1),
+            s1.span.lo.eq(Mux(up_price, upd.bid_price, upd.ask_price)),
+            s1.span.diff.eq(Mux(up_price, upd.ask_price - upd.bid_price,
+                                upd.bid_price - upd.ask_price)),
+            s1.span.up.eq(up_price),
             s1.mid_ok.eq((upd.bid_price != 0) & (upd.ask_price != 0)),
         ]
 
@@ -285,6 +338,7 @@ class Quoter(wiring.Component):
             s2.valid.eq(s1.valid),
             s2.slot.eq(s1.slot),
             s2.top.eq(s1.top),
+            s2.span.eq(s1.span),
             s2.sample.eq(s1.mid_ok & last_mid_ok.bit_select(s1.slot, 1)),
             s2.change.eq(Mux(up[-1], down, up)),
         ]
@@ -298,6 +352,7 @@ class Quoter(wiring.Component):
             s3.valid.eq(s2.valid),
             s3.slot.eq(s2.slot),
             s3.top.eq(s2.top),
+            s3.span.eq(s2.span),
             s3.sample.eq(s2.sample),
             s3.vol.eq(vol[s2.slot]),
             s3.delta.eq((s2.change << VOL_FRAC_BITS) - vol[s2.slot]),
@@ -310,7 +365,7 @@ class Quoter(wiring.Component):
         with m.If(s3.valid):
             with m.If(s3.sample):
                 m.d.sync += vol[s3.slot].eq(s3.vol + (s3.delta >> s3.shift))
-            m.d.sync += tops[s3.slot].eq(s3.top)
+            m.d.sync += [tops[s3.slot].eq(s3.top), spans[s3.slot].eq(s3.span)]
         count(m, stats.superseded, s3.valid & pending.bit_select(s3.slot, 1) &
               ~(take & (pick == s3.slot)))
         with m.If(take):
@@ -325,14 +380,14 @@ class Quoter(wiring.Component):
         m.d.comb += above.eq(pending & Cat(last < k for k in range(n)))
         m.d.comb += pick.eq(Mux(above.any(), _lowest(above, n), _lowest(pending, n)))
 
-        eval_busy = self._evaluator(m, vol, tops, pending, take, pick, last)
+        eval_busy = self._evaluator(m, vol, tops, spans, pending, take, pick, last)
 
         m.d.comb += self.busy.eq(s1.valid | s2.valid | s3.valid | took | pending.any() |
                                  eval_busy)
         count(m, stats.quote_sets, self.o.valid & self.o.ready)
         return m
 
-    def _evaluator(self, m, vol, tops, pending, take, pick, last):
+    def _evaluator(self, m, vol, tops, spans, pending, take, pick, last):
         q_fields = ("enable", "fair_value_mode", "reference_price", "base_half_spread",
                     "vol_multiplier", "skew_ticks_per_unit", "tick_size", "levels",
                     "level_spacing", "size", "price_ceiling", "price_floor")
@@ -344,78 +399,212 @@ class Quoter(wiring.Component):
             w[name] = Signal.like(getattr(self.risk[0], name), name=f"w_{name}", init=0)
         w_slot = Signal(self.slot_bits)
         w_top = Signal(_TopLayout)
+        w_span = Signal(_SpanLayout)
         w_vol = Signal(VOL_BITS)
         w_pos = Signal(signed(POSITION_BITS))
 
-        mul_ba = m.submodules.mul_ba = ShiftAddMultiplier(LEVEL_SHARES_BITS, PRICE_BITS)
-        mul_ab = m.submodules.mul_ab = ShiftAddMultiplier(LEVEL_SHARES_BITS, PRICE_BITS)
-        mul_kt = m.submodules.mul_kt = ShiftAddMultiplier(32, 16)
-        mul_skew = m.submodules.mul_skew = ShiftAddMultiplier(48, POSITION_BITS)
-        mul_vol = m.submodules.mul_vol = ShiftAddMultiplier(VOL_BITS, 16)
-        mul_half = m.submodules.mul_half = ShiftAddMultiplier(16, 16)
-        mul_step = m.submodules.mul_step = ShiftAddMultiplier(16, 16)
-        rem_pb = m.submodules.rem_pb = RestoringDivider(PRICE_BITS, 16, PRICE_BITS)
-        rem_pa = m.submodules.rem_pa = RestoringDivider(PRICE_BITS + 1, 16, PRICE_BITS + 1)
-        div_fv = m.submodules.div_fv = RestoringDivider(2 * PRICE_BITS + 17, _WEIGHT_BITS,
-                                                       PRICE_BITS)
-        rem_xb = m.submodules.rem_xb = RestoringDivider(_ROUND_BITS, 16, _ROUND_BITS)
-        rem_xa = m.submodules.rem_xa = RestoringDivider(_ROUND_BITS, 16, _ROUND_BITS)
-        first_phase = (mul_ba, mul_ab, mul_kt, mul_vol, mul_half, mul_step, rem_pb, rem_pa)
+        def reg(name, shape, value):
+            """A register of the free-running pipeline: valid a cycle after ``value`` is."""
+            out = Signal(shape, name=name)
+            m.d.sync += out.eq(value)
+            return out
 
         tick = w["tick_size"]
         bid_p, ask_p = w_top.bid_price, w_top.ask_price
         bid_ok, ask_ok = bid_p != 0, ask_p != 0
-        pos_neg = w_pos < 0
-        pos_mag = Mux(pos_neg, -w_pos, w_pos)[:POSITION_BITS]
+        mode = w["fair_value_mode"]
+        micro = mode == FairValueMode.MICROPRICE
+        known_mode = ((mode == FairValueMode.MID) | micro | (mode == FairValueMode.REFERENCE))
 
-        # Operands of the units, taken from the snapshot registers.
+        # -- From the snapshot (valid at 2) ----------------------------------------------------
+        pos_neg = reg("pos_neg", 1, w_pos < 0)
+        pos_mag = reg("pos_mag", POSITION_BITS, Mux(w_pos < 0, -w_pos, w_pos)[:POSITION_BITS])
+        # MID's and REFERENCE's fair value, and the microprice's with a zero weight (never sent
+        # by the book): the mid.
+        fv_base = reg("fv_base", PRICE_BITS, Mux(mode == FairValueMode.REFERENCE,
+                                                  w["reference_price"], (bid_p + ask_p) >> 1))
+        weight = reg("weight", _WEIGHT_BITS, w_top.bid_shares + w_top.ask_shares)
+        use_q = reg("use_quotient", 1, micro & (w_top.bid_shares | w_top.ask_shares).any())
+        no_fv = reg("no_fv", 1, ~w["enable"] | (tick == 0) | ~known_mode | Mux(
+            mode == FairValueMode.REFERENCE, w["reference_price"] == 0, ~bid_ok | ~ask_ok))
+        low = reg("low", PRICE_BITS, Mux(w["price_floor"] > 1, w["price_floor"], 1))
+        high = reg("high", PRICE_BITS, Mux(w["price_ceiling"] < MAX_LIMIT_PRICE,
+                                           w["price_ceiling"], MAX_LIMIT_PRICE))
+        # With an empty side these wrap; their results are then not used.
+        n_pb = reg("n_pb", PRICE_BITS, ask_p - 1)
+        n_pa = reg("n_pa", PRICE_BITS + 1, bid_p + 1)
+        room = {
+            "bid": reg("room_bid", POSITION_BITS + 1, Mux(w["max_long"] - w_pos < 0, 0,
+                                                          w["max_long"] - w_pos)),
+            "ask": reg("room_ask", POSITION_BITS + 1, Mux(w["max_short"] + w_pos < 0, 0,
+                                                          w["max_short"] + w_pos)),
+        }
+
+        # -- Products (DSP blocks) -------------------------------------------------------------
+        mul_kt = m.submodules.mul_kt = PipelinedMultiplier(32, 16)
+        mul_skew = m.submodules.mul_skew = PipelinedMultiplier(48, POSITION_BITS)
+        mul_vol = m.submodules.mul_vol = PipelinedMultiplier(VOL_BITS, 16)
+        mul_half = m.submodules.mul_half = PipelinedMultiplier(16, 16)
+        mul_step = m.submodules.mul_step = PipelinedMultiplier(16, 16)
+        mul_micro = m.submodules.mul_micro = PipelinedMultiplier(PRICE_BITS, LEVEL_SHARES_BITS)
         m.d.comb += [
-            mul_ba.a.eq(w_top.ask_shares), mul_ba.b.eq(bid_p),
-            mul_ab.a.eq(w_top.bid_shares), mul_ab.b.eq(ask_p),
             mul_kt.a.eq(w["skew_ticks_per_unit"]), mul_kt.b.eq(tick),
+            mul_skew.a.eq(mul_kt.product), mul_skew.b.eq(pos_mag),
             mul_vol.a.eq(w_vol), mul_vol.b.eq(w["vol_multiplier"]),
             mul_half.a.eq(w["base_half_spread"]), mul_half.b.eq(tick),
             mul_step.a.eq(w["level_spacing"]), mul_step.b.eq(tick),
-            # With an empty side these wrap; their results are then not used.
-            rem_pb.n.eq(ask_p - 1), rem_pb.d.eq(tick),
-            rem_pa.n.eq(bid_p + 1), rem_pa.d.eq(tick),
-            # The skew product's second half starts as its first ends.
-            mul_skew.start.eq(mul_kt.done),
-            mul_skew.a.eq(mul_kt.product), mul_skew.b.eq(pos_mag),
-            rem_xb.d.eq(tick), rem_xa.d.eq(tick),
+            mul_micro.a.eq(w_span.diff),
+            mul_micro.b.eq(Mux(w_span.up, w_top.bid_shares, w_top.ask_shares)),
         ]
 
-        weight = Signal(_WEIGHT_BITS)
-        sum_ok = Signal()  # the weight is not zero
-        pb = Signal(PRICE_BITS)       # floor_tick(best_ask - 1)
-        pa = Signal(PRICE_BITS + 2)   # ceil_tick(best_bid + 1)
-        low = Signal(PRICE_BITS)
-        high = Signal(PRICE_BITS)
-        room = {side: Signal(POSITION_BITS + 1, name=f"room_{side}") for side in ("bid", "ask")}
-        no_fv = Signal()
-        fv = Signal(PRICE_BITS)
-        skew_mag = Signal(SKEW_BITS)
-        half = Signal(HALF_BITS)
-        skew = Signal(signed(SKEW_BITS))
-        center = Signal(signed(CENTER_BITS))
-        x_bid = Signal(signed(_SPREAD_BITS))
-        x_ask = Signal(signed(_SPREAD_BITS))
-        c_bid = Signal(signed(_ROUND_BITS + 1))
-        c_ask = Signal(signed(_ROUND_BITS + 1))
-        bid0 = Signal(signed(_ROUND_BITS + 3))
-        ask0 = Signal(signed(_ROUND_BITS + 3))
-        prices = {side: [Signal(signed(_ROUND_BITS + 5), name=f"{side}_price{k}")
-                         for k in range(MAX_LEVELS)] for side in ("bid", "ask")}
-        in_band = {side: Signal(MAX_LEVELS, name=f"{side}_in_band") for side in ("bid", "ask")}
+        # -- Dividers --------------------------------------------------------------------------
+        # The tick's: every dividend is below 2**35 and the tick at least 1 when it is used, so
+        # the quotients fit. They give the exact remainder |v| % tick, from which floor_tick and
+        # ceil_tick of a signed v are one addition (R below): no estimate to correct.
+        rem_pb = m.submodules.rem_pb = RadixDivider(PRICE_BITS, 16, PRICE_BITS + 1,
+                                                    _TICK_RADIX_BITS)
+        rem_pa = m.submodules.rem_pa = RadixDivider(PRICE_BITS + 1, 16, PRICE_BITS + 1,
+                                                    _TICK_RADIX_BITS)
+        rem_xb = m.submodules.rem_xb = RadixDivider(_ROUND_BITS, 16, _ROUND_BITS,
+                                                    _TICK_RADIX_BITS)
+        rem_xa = m.submodules.rem_xa = RadixDivider(_ROUND_BITS, 16, _ROUND_BITS,
+                                                    _TICK_RADIX_BITS)
+        # The microprice's: diff * shares <= diff * weight < weight << 32, so the quotient fits
+        # 32 bits; a zero weight gives a meaningless one, not used (``use_q``).
+        div_fv = m.submodules.div_fv = RadixDivider(PRICE_BITS + LEVEL_SHARES_BITS,
+                                                   _WEIGHT_BITS, PRICE_BITS, _FV_RADIX_BITS)
+        m.d.comb += [
+            rem_pb.n.eq(n_pb), rem_pb.d.eq(tick),
+            rem_pa.n.eq(n_pa), rem_pa.d.eq(tick),
+            rem_xb.d.eq(tick), rem_xa.d.eq(tick),
+            div_fv.n.eq(mul_micro.product), div_fv.d.eq(weight),
+        ]
+
+        # -- Half spread (valid at _AT_HALF), skew (_AT_SKEW) ----------------------------------
+        half = reg("half", HALF_BITS, mul_half.product + (
+            mul_vol.product >> (VOL_FRAC_BITS + VOL_MULTIPLIER_FRAC_BITS)))
+        # ``(-p) >> 16`` is ``-ceil(p / 2**16)``: a short position's skew rounds its magnitude
+        # up, so that the skew rounds toward minus infinity either way. ``~p = -p - 1``: each
+        # sign is one adder.
+        product = mul_skew.product
+        whole = Cat(product[SKEW_FRAC_BITS:], 0).as_signed()
+        frac = product[:SKEW_FRAC_BITS].any()
+        skew = reg("skew", signed(SKEW_BITS),
+                   Mux(pos_neg, ~whole, whole) + Mux(pos_neg, ~frac, 0))
+        neg_skew = reg("neg_skew", signed(SKEW_BITS),
+                       Mux(pos_neg, whole, ~whole) + Mux(pos_neg, frac, 1))
+
+        # -- c -/+ half = late + early: the operand that comes last is added in one step -------
+        # Not MICROPRICE: late = -skew, early = fv -/+ half (valid at _AT_AROUND[False]).
+        # MICROPRICE: late = the quotient, early = lo -/+ half - skew (_AT_AROUND[True]).
+        q = div_fv.quotient
+        lo = w_span.lo
+        fv_sides = [reg(f"fv_{name}", signed(HALF_BITS + 2), fv_base + sign * half)
+                    for name, sign in (("bid", -1), ("ask", 1))]
+        lo_sides = [reg(f"lo_{name}", signed(HALF_BITS + 2), lo + sign * half)
+                    for name, sign in (("bid", -1), ("ask", 1))]
+        micro_sides = [reg(f"micro_{name}", signed(_SPREAD_BITS), side + neg_skew)
+                       for name, side in zip(("bid", "ask"), lo_sides, strict=True)]
+        micro_center = reg("micro_center", signed(CENTER_BITS), lo + neg_skew)
+        late = Mux(use_q, q, neg_skew)
+        x = [reg(f"x_{name}", signed(_SPREAD_BITS), late + Mux(use_q, mp, fp))
+             for name, mp, fp in zip(("bid", "ask"), micro_sides, fv_sides, strict=True)]
+        center = reg("center", signed(CENTER_BITS), late + Mux(use_q, micro_center, fv_base))
+        fv = reg("fv", PRICE_BITS, Mux(use_q, lo + q, fv_base))
+
+        # -- Clamp (_ROUND_START), see ROUND_CLAMP ---------------------------------------------
+        c, c_mag = [], []
+        for name, value in zip(("bid", "ask"), x, strict=True):
+            above, below = value > ROUND_CLAMP, value < -ROUND_CLAMP
+            # |x| from its low bits only: they are all of it when no clamp applies.
+            low_mag = Mux(value < 0, -value[:_ROUND_BITS + 1], value[:_ROUND_BITS + 1])
+            c.append(reg(f"c_{name}", signed(_ROUND_BITS + 1),
+                         Mux(above, ROUND_CLAMP, Mux(below, -ROUND_CLAMP, value))))
+            c_mag.append(reg(f"c_mag_{name}", _ROUND_BITS,
+                             Mux(above | below, ROUND_CLAMP, low_mag[:_ROUND_BITS])))
+        m.d.comb += [rem_xb.n.eq(c_mag[0]), rem_xa.n.eq(c_mag[1])]
+        c_b, c_a = c
+        c_b_less = reg("c_bid_less", signed(_ROUND_BITS + 2), c_b - tick)
+        c_a_more = reg("c_ask_more", signed(_ROUND_BITS + 2), c_a + tick)
+        c_a_more2 = reg("c_ask_more2", signed(_ROUND_BITS + 3), c_a + (tick << 1))
+
+        # -- The post-only limits, the level steps and the sizes (valid early) -----------------
+        rem = rem_pb.remainder
+        pb = reg("pb", PRICE_BITS, n_pb - rem)                      # floor_tick(best_ask - 1)
+        n_pa_more = reg("n_pa_more", PRICE_BITS + 2, n_pa + tick)
+        rem = rem_pa.remainder
+        pa = reg("pa", PRICE_BITS + 2, Mux(rem != 0, n_pa_more - rem, n_pa))  # ceil_tick(bid+1)
+        step = [reg(f"step_{k}", PRICE_BITS, times_constant(mul_step.product, k))
+                for k in range(MAX_LEVELS)]
+
+        def band(price):
+            return (price >= low) & (price <= high)
+
+        price_shape = signed(_ROUND_BITS + 5)
+        pb_levels = [reg(f"pb_{k}", price_shape, pb - step[k]) for k in range(MAX_LEVELS)]
+        pa_levels = [reg(f"pa_{k}", price_shape, pa + step[k]) for k in range(MAX_LEVELS)]
+        pb_band = [reg(f"pb_band_{k}", 1, band(p)) for k, p in enumerate(pb_levels)]
+        pa_band = [reg(f"pa_band_{k}", 1, band(p)) for k, p in enumerate(pa_levels)]
+        # Rule 9: a level quoted takes min(size, left) and leaves max(left - size, 0), so the
+        # level after j quoted ones has max(room - j * size, 0) left whatever their prices.
+        size = w["size"]
+        shares = {}
+        for side in ("bid", "ask"):
+            left = [reg(f"left_{side}_{j}", POSITION_BITS + 1, Mux(
+                room[side] < times_constant(size, j), 0, room[side] - times_constant(size, j)))
+                for j in range(MAX_LEVELS)]
+            shares[side] = [reg(f"share_{side}_{j}", POSITION_BITS + 1,
+                                Mux(size < r, size, r)) for j, r in enumerate(left)]
+
+        # -- R: level 0 (rule 5), from the remainders |c| % tick -------------------------------
+        rb, ra = rem_xb.remainder, rem_xa.remainder
+        bid0 = reg("bid0", signed(_ROUND_BITS + 3),
+                   Mux(c_b >= 0, c_b - rb, Mux(rb != 0, c_b_less + rb, c_b)))
+        ask0 = reg("ask0", signed(_ROUND_BITS + 3),
+                   Mux(c_a >= 0, Mux(ra != 0, c_a_more - ra, c_a), c_a + ra))
+        ask0_more = reg("ask0_more", signed(_ROUND_BITS + 3),        # ask0 + tick
+                        Mux(c_a >= 0, Mux(ra != 0, c_a_more2 - ra, c_a_more), c_a_more + ra))
+
+        # -- P: every level price the lock and post-only rules may lead to, and those rules ----
+        bid_cands = [reg(f"bid_cand_{k}", price_shape, bid0 - step[k]) for k in range(MAX_LEVELS)]
+        ask_cands = [reg(f"ask_cand_{k}", price_shape, ask0 + step[k]) for k in range(MAX_LEVELS)]
+        lock_cands = [reg(f"lock_cand_{k}", price_shape, ask0_more + step[k])
+                      for k in range(MAX_LEVELS)]
+        use_pb = reg("use_pb", 1, ask_ok & (pb < bid0))
+        locked = reg("locked", 1, ask0 == bid0)
+        pa_above = reg("pa_above", 1, pa > ask0)
+        pa_above_lock = reg("pa_above_lock", 1, pa > ask0_more)
+
+        # -- S: the prices chosen and their band flags -----------------------------------------
+        use_pa = bid_ok & Mux(locked, pa_above_lock, pa_above)
+        prices, in_band = {}, {}
+        prices["bid"] = [reg(f"bid_price_{k}", price_shape, Mux(use_pb, pb_levels[k], p))
+                         for k, p in enumerate(bid_cands)]
+        in_band["bid"] = [reg(f"bid_in_band_{k}", 1, Mux(use_pb, pb_band[k], band(p)))
+                          for k, p in enumerate(bid_cands)]
+        prices["ask"] = [reg(f"ask_price_{k}", price_shape, Mux(
+            use_pa, pa_levels[k], Mux(locked, lock_cands[k], ask_cands[k])))
+            for k in range(MAX_LEVELS)]
+        in_band["ask"] = [reg(f"ask_in_band_{k}", 1, Mux(
+            use_pa, pa_band[k], Mux(locked, band(lock_cands[k]), band(ask_cands[k]))))
+            for k in range(MAX_LEVELS)]
+
+        # -- Sizes (rule 9) and the quote set ---------------------------------------------------
         levels = {side: Signal(data.ArrayLayout(QuoteLevelLayout, MAX_LEVELS), name=f"{side}s")
                   for side in ("bid", "ask")}
+        for side in ("bid", "ask"):
+            quoted_before = 0
+            for k in range(MAX_LEVELS):
+                share = Array(shares[side])[quoted_before]
+                quoted = (~no_fv & (w["levels"] > k) & in_band[side][k] & (share != 0))
+                m.d.sync += [
+                    levels[side][k].valid.eq(quoted),
+                    levels[side][k].price.eq(prices[side][k]),
+                    levels[side][k].quantity.eq(Mux(quoted, share, 0)),
+                ]
+                quoted_before = quoted_before + quoted
 
-        mode = w["fair_value_mode"]
-        mid = (bid_p + ask_p) >> 1
-        known_mode = Signal()
-        m.d.comb += known_mode.eq((mode == FairValueMode.MID) | (mode == FairValueMode.MICROPRICE)
-                                  | (mode == FairValueMode.REFERENCE))
-
+        cycle = Signal(range(max(_AT_OUT.values()) + 1))
         o = self.o
         eval_busy = Signal()
         with m.FSM(name="evaluator") as fsm:
@@ -423,141 +612,33 @@ class Quoter(wiring.Component):
                 with m.If(pending.any()):
                     m.d.comb += take.eq(1)
                     m.d.sync += [w_slot.eq(pick), last.eq(pick), w_top.eq(tops[pick]),
-                                 w_vol.eq(vol[pick]), w_pos.eq(self.position[pick])]
+                                 w_span.eq(spans[pick]), w_vol.eq(vol[pick]),
+                                 w_pos.eq(self.position[pick]), cycle.eq(1)]
                     for name in q_fields:
                         m.d.sync += w[name].eq(Array(getattr(q, name) for q in self.quote)[pick])
                     for name in ("max_long", "max_short"):
                         m.d.sync += w[name].eq(Array(getattr(r, name) for r in self.risk)[pick])
-                    m.next = "START"
-            with m.State("START"):
-                m.d.comb += [unit.start.eq(1) for unit in first_phase]
-                limit_ceiling = w["price_ceiling"] < MAX_LIMIT_PRICE
-                buy_room = w["max_long"] - w_pos
-                sell_room = w["max_short"] + w_pos
-                m.d.sync += [
-                    low.eq(Mux(w["price_floor"] > 1, w["price_floor"], 1)),
-                    high.eq(Mux(limit_ceiling, w["price_ceiling"], MAX_LIMIT_PRICE)),
-                    room["bid"].eq(Mux(buy_room < 0, 0, buy_room)),
-                    room["ask"].eq(Mux(sell_room < 0, 0, sell_room)),
-                ]
-                m.next = "PRODUCTS"
-            with m.State("PRODUCTS"):
-                with m.If(~Cat(unit.busy for unit in first_phase).any()):
-                    # The microprice's dividend and divisor, and the post-only limits.
-                    m.d.sync += [
-                        weight.eq(w_top.bid_shares + w_top.ask_shares),
-                        pb.eq(ask_p - 1 - rem_pb.remainder),
-                        pa.eq(bid_p + 1 + Mux(rem_pa.remainder != 0, tick - rem_pa.remainder,
-                                              0)),
-                    ]
-                    m.next = "DIVIDE"
-            with m.State("DIVIDE"):
-                # (b * as + a * bs) < max(a, b) * (as + bs) <= 2**32 * weight: the quotient fits
-                # the divider's 32 bits. A zero weight (never sent by the book) takes the mid.
-                m.d.comb += [div_fv.start.eq(1),
-                             div_fv.n.eq(mul_ba.product + mul_ab.product),
-                             div_fv.d.eq(weight)]
-                m.d.sync += sum_ok.eq(weight != 0)
-                m.next = "QUOTIENT"
-            with m.State("QUOTIENT"):
-                with m.If(~div_fv.busy & ~mul_skew.busy):
-                    m.next = "FAIR_VALUE"
-            with m.State("FAIR_VALUE"):
-                with m.Switch(mode):
-                    with m.Case(FairValueMode.MID):
-                        m.d.sync += fv.eq(mid)
-                    with m.Case(FairValueMode.MICROPRICE):
-                        m.d.sync += fv.eq(Mux(sum_ok, div_fv.quotient, mid))
-                    with m.Default():
-                        m.d.sync += fv.eq(w["reference_price"])
-                with m.If(mode == FairValueMode.REFERENCE):
-                    m.d.sync += no_fv.eq(w["reference_price"] == 0)
-                with m.Else():
-                    m.d.sync += no_fv.eq(~bid_ok | ~ask_ok)
-                with m.If(~w["enable"] | (tick == 0) | ~known_mode):
-                    m.d.sync += no_fv.eq(1)
-                # ``(-p) >> 16`` is ``-ceil(p / 2**16)``: a short position's skew rounds its
-                # magnitude up, so that the skew rounds toward minus infinity either way.
-                product = mul_skew.product
-                frac = product[:SKEW_FRAC_BITS] != 0
-                m.d.sync += [
-                    skew_mag.eq(product[SKEW_FRAC_BITS:] + (pos_neg & frac)),
-                    half.eq(mul_half.product + (mul_vol.product >> (
-                        VOL_FRAC_BITS + VOL_MULTIPLIER_FRAC_BITS))),
-                ]
-                m.next = "CENTER"
-            with m.State("CENTER"):
-                m.d.sync += [
-                    skew.eq(Mux(pos_neg, -skew_mag, skew_mag)),
-                    center.eq(Mux(pos_neg, fv + skew_mag, fv - skew_mag)),
-                ]
-                m.next = "SPREAD"
-            with m.State("SPREAD"):
-                m.d.sync += [x_bid.eq(center - half), x_ask.eq(center + half)]
-                m.next = "CLAMP"
-            with m.State("CLAMP"):
-                for x, clamped in ((x_bid, c_bid), (x_ask, c_ask)):
-                    m.d.sync += clamped.eq(Mux(x > ROUND_CLAMP, ROUND_CLAMP,
-                                               Mux(x < -ROUND_CLAMP, -ROUND_CLAMP, x)))
-                m.next = "ROUND_START"
-            with m.State("ROUND_START"):
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.sync += cycle.eq(cycle + 1)
                 m.d.comb += [
-                    rem_xb.start.eq(1), rem_xb.n.eq(Mux(c_bid < 0, -c_bid, c_bid)),
-                    rem_xa.start.eq(1), rem_xa.n.eq(Mux(c_ask < 0, -c_ask, c_ask)),
+                    rem_pb.start.eq(cycle == _LIMIT_START),
+                    rem_pa.start.eq(cycle == _LIMIT_START),
+                    div_fv.start.eq(cycle == _FV_START),
+                    rem_xb.start.eq(cycle == Mux(micro, _ROUND_START[True], _ROUND_START[False])),
+                    rem_xa.start.eq(cycle == Mux(micro, _ROUND_START[True], _ROUND_START[False])),
                 ]
-                m.next = "ROUND_WAIT"
-            with m.State("ROUND_WAIT"):
-                with m.If(~rem_xb.busy & ~rem_xa.busy):
-                    m.d.sync += [bid0.eq(_floor_tick(c_bid, rem_xb.remainder, tick)),
-                                 ask0.eq(_ceil_tick(c_ask, rem_xa.remainder, tick))]
-                    m.next = "LOCK"
-            with m.State("LOCK"):
-                with m.If(ask0 == bid0):
-                    m.d.sync += ask0.eq(ask0 + tick)
-                m.next = "POST_ONLY"
-            with m.State("POST_ONLY"):
-                with m.If(ask_ok & (pb < bid0)):
-                    m.d.sync += bid0.eq(pb)
-                with m.If(bid_ok & (pa > ask0)):
-                    m.d.sync += ask0.eq(pa)
-                m.next = "LEVELS"
-            with m.State("LEVELS"):
-                step = mul_step.product
-                for k in range(MAX_LEVELS):
-                    m.d.sync += [prices["bid"][k].eq(bid0 - step * k),
-                                 prices["ask"][k].eq(ask0 + step * k)]
-                m.next = "BAND"
-            with m.State("BAND"):
-                for side in ("bid", "ask"):
-                    m.d.sync += in_band[side].eq(Cat((p >= low) & (p <= high)
-                                                     for p in prices[side]))
-                m.next = "SIZE_0"
-            # Rule 9, one level a cycle: each level takes what the levels before it left.
-            for k in range(MAX_LEVELS):
-                with m.State(f"SIZE_{k}"):
-                    size = w["size"]
-                    for side in ("bid", "ask"):
-                        left = room[side]
-                        share = Mux(size < left, size, left)
-                        quoted = (~no_fv & (w["levels"] > k) & in_band[side][k] & (share != 0))
-                        m.d.sync += [
-                            levels[side][k].valid.eq(quoted),
-                            levels[side][k].price.eq(prices[side][k]),
-                            levels[side][k].quantity.eq(Mux(quoted, share, 0)),
-                            left.eq(left - Mux(quoted, share, 0)),
-                        ]
-                    if k + 1 < MAX_LEVELS:
-                        m.next = f"SIZE_{k + 1}"
-                    else:
-                        m.d.sync += o.valid.eq(1)
-                        m.next = "OUTPUT"
+                with m.If(cycle == Mux(micro, _AT_OUT[True], _AT_OUT[False]) - 1):
+                    m.d.sync += o.valid.eq(1)
+                    m.next = "OUTPUT"
             with m.State("OUTPUT"):
                 with m.If(o.ready):
                     m.d.sync += o.valid.eq(0)
                     m.next = "IDLE"
         m.d.comb += eval_busy.eq(~fsm.ongoing("IDLE"))
 
-        # The payload is the evaluator's registers, which hold from SIZE_2 until the transfer.
+        # The payload is the evaluator's registers: a pipeline on the snapshot and on dividers
+        # that are done, so it holds until the transfer.
         out = o.payload
         quoting = ~no_fv
         m.d.comb += [
