@@ -70,6 +70,9 @@ CORES: dict[str, CoreFactory] = {
     # the hedger on its own.
     "requote": lazy("hdl.quote.requote", "Requoter"),
     "hedger": lazy("hdl.quote.hedger", "Hedger"),
+    # The pre-trade risk gate between the quoter and hedger and the order entry: 8 instrument
+    # slots, as the quoter.
+    "risk_gate": lazy("hdl.quote.risk_gate", "RiskGate"),
     # OUCH 5.0 order entry: the encoder (8 instrument slots, UserRefNums from 1) and the
     # decoder of the exchange's answers (128-byte packet buffer).
     "ouch_tx": lazy("hdl.quote.ouch_tx", "OuchTx"),
