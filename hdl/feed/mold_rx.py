@@ -41,9 +41,10 @@ is compared byte by byte as it arrives, into registered flags ANDed at the heade
 first block's start mark needs and arrives early (the upper bytes of the sequence number) is
 compared from registers; only the last sequence-number bytes, the count and the first length are
 live when the first block's type byte shares a beat with the end of the header. That beat's start
-mark is the longest path: lane selects, a 16-bit count test and a 24-bit compare, then a few
-gates. A start mark never falls on a packet's last beat, and every other beat after the first is
-full, so the start mark's path has no ``keep`` term.
+mark is the longest path; its live tests (the count, the first length, the last sequence bytes)
+are made on fixed lanes for every lane the header can end in, and picked by registered one-hots,
+so no byte select comes before them. A start mark never falls on a packet's last beat, and every
+other beat after the first is full, so the start mark's path has no ``keep`` term.
 
 Decisions that only affect counters are pipelined behind the packet: whether the packet is an
 old duplicate (``S + N <= expected``) is known 3 cycles after the header, and the per-packet
@@ -246,11 +247,12 @@ class MoldRx(wiring.Component):
 
         lanes = [lane(k) for k in range(BEAT_BYTES)]
 
-        # --- Header capture, realigned: header byte h is in beat (s + h) // 8, lane (s + h) % 8.
-        s = Signal(_LANE_BITS)
-        # Index of the beat in its packet, saturating past the header's last possible beat.
-        bidx_stop = (BEAT_BYTES - 1 + HEADER_LENGTH - 1) // BEAT_BYTES + 1
-        bidx = Signal(range(bidx_stop + 1))
+        # --- Header capture, realigned: header byte h is in beat (s + h) // 8, lane (s + h) % 8,
+        # s being the first beat's start lane.
+        # The start lane one-hot, straight from keep (no encoder before the selects).
+        start_oh = Signal(BEAT_BYTES)
+        m.d.comb += start_oh.eq(Cat(*[beat.keep[k] & ~beat.keep[:k].any() if k else beat.keep[0]
+                                      for k in range(BEAT_BYTES)]))
         hdr = [Signal(8, name=f"hdr{h}") for h in range(HEADER_LENGTH)]
         hdr_next = [Signal(8, name=f"hdr{h}_next") for h in range(HEADER_LENGTH)]
         # After the first beat the lanes of the header bytes are known a beat ahead: at[h] is a
@@ -264,24 +266,21 @@ class MoldRx(wiring.Component):
         for h in range(HEADER_LENGTH):
             m.d.comb += hdr_late[h].eq(Mux(at[h].any(), pick(at[h], lanes), hdr[h]))
             if h < BEAT_BYTES:
-                pos = start_lane + h
+                in_first = start_oh[:BEAT_BYTES - h]
                 m.d.comb += hdr_next[h].eq(
-                    Mux(first, Mux(pos[_LANE_BITS:] == 0, lane(pos[:_LANE_BITS]), hdr[h]),
+                    Mux(first, Mux(in_first.any(), pick(in_first, lanes[h:]), hdr[h]),
                         hdr_late[h]))
             else:
                 m.d.comb += hdr_next[h].eq(hdr_late[h])
         with m.If(xfer):
             m.d.sync += [hdr[h].eq(hdr_next[h]) for h in range(HEADER_LENGTH)]
-            m.d.sync += bidx.eq(Mux(last, 0, Mux(bidx == bidx_stop, bidx, bidx + 1)))
-            with m.If(first):
-                m.d.sync += s.eq(start_lane)
-            # The next beat's lanes: beat bidx + 1 of this packet, none after a last beat.
-            nxt_base = Mux(first, start_lane, s)
-            nxt_beat = Mux(first, 1, bidx + 1)
+            # The next beat's lanes, none after a last beat. From the first beat: lane s + h - 8.
+            # From a later beat: where byte h - 8 is in this one (lanes repeat every beat).
             for h in range(HEADER_LENGTH):
-                pos = nxt_base + h
-                m.d.sync += at[h].eq(Mux(last | (pos[_LANE_BITS:] != nxt_beat), 0,
-                                         Const(1, BEAT_BYTES) << pos[:_LANE_BITS]))
+                after_first = Cat(*[start_oh[k + BEAT_BYTES - h] if 0 <= k + BEAT_BYTES - h
+                                    < BEAT_BYTES else Const(0) for k in range(BEAT_BYTES)])
+                after_mid = at[h - BEAT_BYTES] if h >= BEAT_BYTES else Const(0, BEAT_BYTES)
+                m.d.sync += at[h].eq(Mux(last, 0, Mux(first, after_first, after_mid)))
 
         expected = Signal(SEQ_BITS, init=1)
         session = Signal(SESSION_BITS)
@@ -300,7 +299,7 @@ class MoldRx(wiring.Component):
         pl_oh = Signal(BEAT_BYTES, init=1)
         prev7 = Signal(8)         # lane 7 of the previous beat (a prefix straddling two beats)
         type_next = Signal()      # BODY: its type byte is lane 0 of this beat
-        cur_len = Signal(LENGTH_BITS)
+        cur_len = Signal(LENGTH_BITS)   # the length completed in the previous beat (for type_b)
         msg_open = Signal()       # a start mark was sent and no end yet
         blk0 = Signal()           # no block's type byte yet in this packet
         left = Signal(COUNT_BITS)  # blocks still to frame, the current one included
@@ -308,7 +307,11 @@ class MoldRx(wiring.Component):
         framed = Signal(COUNT_BITS)
         blk_seq = Signal(SEQ_BITS)  # sequence number of the next block after the first
         skip_cnt = Signal(COUNT_BITS)  # blocks after the first still to skip as duplicates
-        skip_nz = Signal()
+        skip_nz = Signal()        # skip_cnt != 0
+        # How skip_cnt's load relates to the duplicates: none are (d < 0), all are (d saturated),
+        # or skip_cnt counts them. Kept apart so that the load is a plain 16-bit difference.
+        skip_none = Signal()
+        skip_all = Signal()
 
         in_seg = {kind: Signal(name=f"in_{kind.name.lower()}") for kind in _Seg}
         for kind, flag in in_seg.items():
@@ -333,10 +336,24 @@ class MoldRx(wiring.Component):
         sess_ok = Signal()
         h_pass = Signal()         # ... and the packet is of our session
         h_data = Signal()         # ... and carries blocks
-        is_hb = count_now == HEARTBEAT_COUNT
-        is_eos = count_now == END_OF_SESSION_COUNT
+        # The count's tests are made on fixed lanes, for every lane the header can end in, and the
+        # registered one-hot of that lane picks the 1-bit results: no byte select in front of
+        # them. The count's first byte is in the previous beat when the header ends in lane 0.
+        # Only read when the header ends in this beat.
+        count_at = [Cat(lanes[k], lanes[k - 1] if k else prev7) for k in range(BEAT_BYTES)]
+        hb_at = Signal(BEAT_BYTES)
+        eos_at = Signal(BEAT_BYTES)
         m.d.comb += [
-            h_done.eq(in_seg[_Seg.HDR] & e_now & e_byte),
+            hb_at.eq(Cat(*[count == HEARTBEAT_COUNT for count in count_at])),
+            eos_at.eq(Cat(*[count == END_OF_SESSION_COUNT for count in count_at])),
+        ]
+        is_hb = _or_all([e_oh[k] & hb_at[k] for k in range(BEAT_BYTES)])
+        is_eos = _or_all([e_oh[k] & eos_at[k] for k in range(BEAT_BYTES)])
+        # The header's last byte is in this beat exactly when its registered lane is set (never
+        # on a first beat): the same as the header segment ending here, in one register.
+        hdr_end = at[HEADER_LENGTH - 1]
+        m.d.comb += [
+            h_done.eq(_or_all([hdr_end[k] & here(k) for k in range(BEAT_BYTES)])),
             sess_ok.eq(~session_valid | sess_eq.all()),
             h_pass.eq(h_done & sess_ok),
             h_data.eq(h_pass & ~is_hb & ~is_eos),
@@ -360,10 +377,16 @@ class MoldRx(wiring.Component):
         short = Signal()
         blk_ok = Signal()
         here_lo = _or_all([lo_oh[k] & here(k) for k in range(BEAT_BYTES)])
+        # The length's test is made on the fixed lanes of every prefix position, then picked by
+        # the prefix's registered lane, like the count's.
+        short_at = Signal(BEAT_BYTES)
+        m.d.comb += short_at.eq(Cat(*[
+            _below(Cat(lanes[(k + 1) % BEAT_BYTES], [*lanes[:-1], prev7][k]), MIN_MESSAGE_LENGTH)
+            for k in range(BEAT_BYTES)]))
         m.d.comb += [
             len_done.eq(second_here & here_lo),
             length.eq(Cat(pick(lo_oh, lanes), pick(pl_oh, [*lanes[:-1], prev7]))),
-            short.eq(_below(length, MIN_MESSAGE_LENGTH)),
+            short.eq(_or_all([pl_oh[k] & short_at[k] for k in range(BEAT_BYTES)])),
             blk_ok.eq(len_done & ~short),
         ]
         type_b = Signal()         # the type byte is lane 0, the length ended the previous beat
@@ -371,28 +394,44 @@ class MoldRx(wiring.Component):
         # The type byte follows the length in this beat (outside a last beat). A message never
         # starts in a packet's last beat, and every lane of any other beat after the first holds
         # a byte, so the keep tests (the header's and the prefix's last byte present) drop out.
+        # Written per end lane (a header or body ending in lane k, with its prefix and type byte
+        # after it in this beat), so that each live test meets only registered gates.
         type_a_mid = Signal()
-        m.d.comb += type_a_mid.eq(
-            ((in_seg[_Seg.HDR] & e_now & sess_ok & ~is_hb & ~is_eos)
-             | (in_seg[_Seg.BODY] & e_now & ~left_one)) & pl_mid & ~pl_oh[BEAT_BYTES - 2] & ~short
-            | ((in_seg[_Seg.PFX1] | in_seg[_Seg.PFX2]) & ~short))
+        body_more = Signal()      # a body ends in this beat and another block follows
+        m.d.comb += body_more.eq(in_seg[_Seg.BODY] & e_now & ~left_one)
+        m.d.comb += type_a_mid.eq(_or_all([
+            *[((hdr_end[k] & sess_ok & ~hb_at[k] & ~eos_at[k]) | (body_more & e_oh[k]))
+              & ~short_at[k + 1] for k in range(BEAT_BYTES - 1 - LENGTH_PREFIX)],
+            in_seg[_Seg.PFX1] & ~short_at[BEAT_BYTES - 1],
+            in_seg[_Seg.PFX2] & ~short_at[0]]))
 
         # Is the block whose type byte is here a duplicate? The first block compares the header's
-        # sequence number: its early bytes from registers, the late ones possibly live.
+        # sequence number: its early bytes from registers, the late ones possibly live. Those are
+        # live only when the first type byte shares a beat with the header's end; that beat
+        # starts at one of a few packet offsets, each placing the live bytes in fixed lanes. So
+        # the low compare is made once per such offset on fixed lanes (and once from registers),
+        # and the registered lanes of the header bytes tell which one holds.
         early = [o for o in field_offsets("seq") if o + BEAT_BYTES <= FIRST_TYPE_OFFSET]
         late = [o for o in field_offsets("seq") if o not in early]
         late_bits = 8 * len(late)
         seq_hi = header_field(hdr, "seq", range(early[0], early[-1] + 1))
-        seq_lo = header_field(hdr_next, "seq", range(late[0], late[-1] + 1))
         exp_hi, exp_lo = expected[late_bits:], expected[:late_bits]
-        dup0 = (seq_hi < exp_hi) | ((seq_hi == exp_hi) & (seq_lo < exp_lo))
+        lo_lt_reg = header_field(hdr, "seq", range(late[0], late[-1] + 1)) < exp_lo
+        lo_sel, lo_lt = [], []
+        for base in range(FIRST_TYPE_OFFSET - BEAT_BYTES + 1, late[-1] + 1):
+            # A beat whose lane 0 holds header byte base: the late bytes from base on are live.
+            seq_lo = Cat(*reversed([lanes[o - base] if o >= base else hdr[o] for o in late]))
+            lo_sel.append(at[base][0])
+            lo_lt.append(at[base][0] & (seq_lo < exp_lo))
+        dup0 = (seq_hi < exp_hi) | ((seq_hi == exp_hi) & Mux(Cat(*lo_sel).any(), _or_all(lo_lt),
+                                                            lo_lt_reg))
         # A type byte outside a last beat: what the block counters step on. On a last beat they
         # need not step, as the next packet reloads them before reading them.
         type_mid = Signal()
         start = Signal()
         m.d.comb += [
             type_mid.eq((type_a_mid | type_b) & ~last),
-            start.eq(type_mid & ~Mux(blk0, dup0, skip_nz)),
+            start.eq(type_mid & ~Mux(blk0, dup0, ~skip_none & (skip_all | skip_nz))),
         ]
 
         # --- Output register.
@@ -451,8 +490,8 @@ class MoldRx(wiring.Component):
             with m.Elif(body_end):
                 m.d.sync += seg.eq(_Seg.TRAIL)
 
-            with m.If(len_done):
-                m.d.sync += cur_len.eq(length)
+            # Only read on the beat right after a length completes: no enable needed.
+            m.d.sync += cur_len.eq(length)
             with m.If(first):
                 m.d.sync += [blk0.eq(1), framed.eq(0)]
             with m.Elif(type_mid):
@@ -508,19 +547,20 @@ class MoldRx(wiring.Component):
         hi_eq1 = e_hi_nz & (e_hi_m1 == s_hi)
         d_neg = hi_lt | (hi_eq & ~lo_pos)
         d_sat = ~hi_lt & ~hi_eq & (~hi_eq1 | lo_pos)
-        d_clip = Mux(d_sat, (1 << COUNT_BITS) - 1, lo[:COUNT_BITS])
+        # Unless d < 0 or d is saturated, d is lo's low 16 bits: these load the countdown as
+        # they are, and the two cases are registered flags beside it.
         skip0 = Signal(COUNT_BITS)
-        dup0_reg = Signal()
         dup_packet = Signal()
         with m.If(h1):
             m.d.sync += [
-                skip_cnt.eq(Mux(d_neg, 0, d_clip)),
-                skip_nz.eq(~d_neg & (d_sat | lo[:COUNT_BITS].any())),
-                skip0.eq(Mux(d_neg, 0, d_clip)),
-                dup0_reg.eq(~d_neg),
+                skip_cnt.eq(lo[:COUNT_BITS]),
+                skip_nz.eq(lo[:COUNT_BITS].any()),
+                skip0.eq(lo[:COUNT_BITS]),
+                skip_none.eq(d_neg),
+                skip_all.eq(d_sat),
             ]
         with m.If(h2):
-            m.d.sync += dup_packet.eq(dup0_reg & (pkt_count_m1 <= skip0))
+            m.d.sync += dup_packet.eq(~skip_none & (skip_all | (pkt_count_m1 <= skip0)))
 
         # --- Per-packet counts, committed once the duplicate-packet decision is known.
         ev_dup_msg = body_end & ~msg_open
