@@ -62,6 +62,7 @@ from sim.market_maker import (
     timed_events,
     timed_frame_events,
 )
+from sim.orders import Fill
 from sim.udp_rx import UdpRxConfig
 
 __all__ = ["book", "decisions", "fills", "load_feed", "orders", "positions", "run", "summary",
@@ -161,8 +162,7 @@ def decisions(result: MarketMakerResult) -> pd.DataFrame:
 
 def fills(result: MarketMakerResult) -> pd.DataFrame:
     """Every fill of our orders."""
-    columns = [f.name for f in dataclasses.fields(result.fills[0])] if result.fills else \
-        ["time", "slot", "side", "quantity", "price", "liquidity", "ref", "match_number"]
+    columns = [f.name for f in dataclasses.fields(Fill)]
     rows = [{name: getattr(f, name) for name in columns} | {"side": f.side.name}
             for f in result.fills]
     return pd.DataFrame(rows, columns=columns)

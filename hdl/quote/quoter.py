@@ -39,8 +39,8 @@ from amaranth.utils import ceil_log2
 
 from hdl.book.layout import SEQ_BITS, top_update_stream
 from hdl.csr.bank import block_signature
-from hdl.csr.params import PRICE_BITS, FairValueMode, QuoteParams, RiskLimits
-from hdl.csr.reg import Block
+from hdl.csr.map import REGISTER_MAP
+from hdl.csr.params import PRICE_BITS, FairValueMode
 from hdl.quote.arith import (
     PipelinedMultiplier,
     RadixDivider,
@@ -100,8 +100,9 @@ _WEIGHT_BITS = LEVEL_SHARES_BITS + 1
 ROUND_CLAMP = 1 << 34
 _ROUND_BITS = 35  # magnitude of a clamped value
 
-QUOTE_PARAMS_BLOCK = Block.from_dataclass("quote", QuoteParams, "Quote parameters.")
-RISK_LIMITS_BLOCK = Block.from_dataclass("risk", RiskLimits, "Risk limits.")
+# The register map's own blocks, so the ports are exactly what the bank drives.
+QUOTE_PARAMS_BLOCK = REGISTER_MAP.block("quote")
+RISK_LIMITS_BLOCK = REGISTER_MAP.block("risk")
 
 QuoteLevelLayout = data.StructLayout({
     "valid": 1,
