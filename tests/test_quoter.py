@@ -426,7 +426,8 @@ def test_bad_input():
     setup = Setup([*bad, good, good], [RiskLimits(max_long=POS_MAX, max_short=POS_MAX)] * 4,
                   [0] * 4, updates)
     run = simulate(setup, gap=QUOTER_LATENCY, slots=3)
-    assert run.stats == {"updates": 8, "superseded": 0, "quote_sets": 6, "bad_slot": 2}
+    assert run.stats == {"updates": 8, "superseded": 0, "quote_sets": 6, "bad_slot": 2,
+                         "reprices": 0}
     model = ModelQuoter(2, good, setup.limits[2])
     for got in run.sets:
         if got["slot"] == 2:

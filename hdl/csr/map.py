@@ -31,6 +31,11 @@ from sim.book import BookStat
 from sim.book_mirror import BookGeometry
 from sim.itch_decode import ItchDecodeStat
 from sim.mold_rx import MoldRxStat
+from sim.order_entry import OuchTxStat
+from sim.orders import OrderTableStat
+from sim.ouch_rx import OuchRxStat
+from sim.quoter import QuoterStat, RequoteStat
+from sim.risk import RiskReason, RiskState
 from sim.udp_rx import UdpRxStat
 
 __all__ = ["MAGIC", "MAP_VERSION", "N_INSTRUMENTS", "REGISTER_MAP", "build_register_map",
@@ -39,6 +44,9 @@ __all__ = ["MAGIC", "MAP_VERSION", "N_INSTRUMENTS", "REGISTER_MAP", "build_regis
 #: Instrument slots of the book, the quoter, the risk gate and the per-instrument status: the
 #: book's default geometry, so every per-instrument block has one element per tracked slot.
 N_INSTRUMENTS = BookGeometry().slots
+RISK_STATE_BITS = max(RiskState).bit_length()
+RISK_REASON_BITS = max(RiskReason).bit_length()
+
 #: ``ctrl.magic`` reads this ("TKGT" in ASCII): the host checks it finds a tickgate design.
 MAGIC = 0x544B_4754
 #: Version of the register map's conventions (framing, access modes), not of its contents:
@@ -188,6 +196,29 @@ def register_blocks(n_instruments: int = N_INSTRUMENTS) -> list[Block]:
                       "(after the host has dealt with the cause)."),
                   Reg("clear_book", 1, w1p, "Write 1: empty the slot's book."),
               ), count=n_instruments, reserve=8),
+        Block("risk_state", "Risk gate state per instrument slot (RiskGate ``state``), a cycle "
+              "late.", (
+                  Reg("state", RISK_STATE_BITS, ro, "ACTIVE, REDUCING (orders may only reduce "
+                      "the position) or HALTED (live orders are canceled).", enum=RiskState),
+                  Reg("cause", RISK_REASON_BITS, ro, "Why the slot is not ACTIVE (PASSED when "
+                      "it is).", enum=RiskReason),
+              ), count=n_instruments, reserve=2),
+        Block("order_entry", "OUCH order entry: ClOrdID prefix and UserRefNum counter.", (
+            Reg("clordid_prefix", 48, rw, "ClOrdID prefix, up to 6 characters, first in bits "
+                "7..0, ending at the first zero byte; the UserRefNum follows in 8 hexadecimal "
+                "digits.", reset=int.from_bytes(b"TKG", "little"), fmt=Fmt.HEX, staged=True),
+            Reg("next_user_ref", 33, ro, "Next UserRefNum the encoder gives; 2**32 once they "
+                "are exhausted."),
+            Reg("set_user_ref", 32, rw, "UserRefNum for set_next (after a reconnection: the "
+                "exchange's NextUserRefNum).", reset=1, min=1),
+            Reg("set_next", 1, w1p, "Write 1: make set_user_ref the next UserRefNum."),
+        )),
+        stats_block("quoter_stats", QuoterStat, "Quoter counters."),
+        stats_block("requote_stats", RequoteStat, "Requote and hedge action counters."),
+        stats_block("risk_stats", RiskReason, "Risk gate decisions by reason."),
+        stats_block("order_table_stats", OrderTableStat, "Order table counters."),
+        stats_block("ouch_tx_stats", OuchTxStat, "OUCH encoder counters."),
+        stats_block("ouch_rx_stats", OuchRxStat, "OUCH answer decoder counters."),
     ]
 
 

@@ -74,6 +74,9 @@ class ControlPlane(wiring.Component):
     rx : In(1), tx : Out(1) (with UART)
     control : Out(ControlSignature())
         ``armed``, ``killed``, ``heartbeat_lost`` (see :class:`~hdl.csr.control.Control`).
+    arm : Out(1)
+        The ``ctrl.arm`` write strobe itself, for the risk gate (an arm clears its
+        market-maker protection trips).
     i_gap : In(stream.Signature(GapLayout))
         MoldRx's ``o_gap``: the head gap is shown in ``mold_recovery.gap_*`` and taken when the
         host writes ``gap_pop``.
@@ -111,6 +114,7 @@ class ControlPlane(wiring.Component):
             members["rx"] = In(1, init=1)
             members["tx"] = Out(1, init=1)
         members["control"] = Out(ControlSignature())
+        members["arm"] = Out(1)
         members["i_gap"] = In(stream.Signature(GapLayout))
         members["o_expected"] = Out(stream.Signature(SEQ_BITS))
         for block in regmap.blocks:
@@ -146,6 +150,7 @@ class ControlPlane(wiring.Component):
             ctrl.build_id.eq(self.build_id),
             ctrl.clk_hz.eq(self.clk_hz),
             control.arm.eq(ctrl.arm),
+            self.arm.eq(ctrl.arm),
             control.kill.eq(ctrl.kill),
             control.heartbeat.eq(ctrl.heartbeat),
             control.commit.eq(ctrl.commit),

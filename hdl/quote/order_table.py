@@ -423,6 +423,9 @@ class OrderTable(wiring.Component):
         Forced cancels, :class:`Sweeper` (``RiskGate.sweep``).
     now : Out(48)
         The cycle counter that times ``since`` and fills.
+    answered : Out(slots)
+        For one cycle, the instrument of an answer applied to one of our orders, in the first
+        cycle the table and the position show it (the model evaluates that instrument then).
     stats : Out(stats_layout(OrderTableStat))
         48-bit counters, 2 cycles after the message is applied.
     busy : Out(1)
@@ -470,6 +473,7 @@ class OrderTable(wiring.Component):
             "halt_cause": In(data.ArrayLayout(REASON_BITS, slots)),
             "o_sweep": Out(stream.Signature(SweepLayout)),
             "now": Out(TIME_BITS),
+            "answered": Out(slots),
             "stats": Out(stats_layout(OrderTableStat)),
             "busy": Out(1),
         })
@@ -677,6 +681,8 @@ class OrderTable(wiring.Component):
                 Array(position)[idx // ORDERS_PER_SLOT].eq(
                     Mux(over, _POS_MAX, Mux(under, _POS_MIN, moved))),
             ]
+
+        m.d.sync += self.answered.eq(Mux(fire & known, Const(1, n) << (idx // ORDERS_PER_SLOT), 0))
 
         count(m, stats.sent, fire & recorded)
         count(m, stats.stale, fire & stale)

@@ -43,12 +43,14 @@ from sim.itch_event import Side
 from sim.order_entry import DAY_OPTIONS, MAX_USER_REF, ORDER_POLICY, SIDE_CODES, OuchTxStat
 from sim.orders import ActionKind
 
-__all__ = ["CLORDID_PREFIX_CHARS", "OuchTx", "SentLayout"]
+__all__ = ["CLORDID_PREFIX_CHARS", "OUCH_TX_LATENCY", "OuchTx", "SentLayout"]
 
 _CL_ORD_ID = INBOUND_SPECS["O"].field("cl_ord_id")
 _HEX_DIGITS = USER_REF_BITS // 4
 #: Characters of the ClOrdID in front of the hexadecimal UserRefNum.
 CLORDID_PREFIX_CHARS = _CL_ORD_ID.size - _HEX_DIGITS
+#: Cycles from an action accepted on ``i`` to its first beat offered on ``o``, the output free.
+OUCH_TX_LATENCY = 2
 _SYMBOL_BYTES = INBOUND_SPECS["O"].field("symbol").size
 
 
@@ -98,6 +100,9 @@ class OuchTx(wiring.Component):
         hand-over to the frame stage for ``MESSAGES``).
     next_ref : Out(33)
         The next UserRefNum; ``MAX_USER_REF + 1`` once exhausted.
+    busy : Out(1)
+        An accepted action has not yet had its UserRefNum report taken from ``o_sent``: the
+        order table does not know of it yet.
 
     Latency
     -------
@@ -134,6 +139,7 @@ class OuchTx(wiring.Component):
             "clordid_prefix": In(data.ArrayLayout(8, CLORDID_PREFIX_CHARS)),
             "stats": Out(stats_layout(OuchTxStat)),
             "next_ref": Out(USER_REF_BITS + 1),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -300,6 +306,8 @@ class OuchTx(wiring.Component):
                 ]
             with m.If(self.o_sent.ready):
                 m.d.sync += self.o_sent.valid.eq(0)
+
+        m.d.comb += self.busy.eq(a_full | self.o_sent.valid)
 
         # --- Counters.
         count(m, stats.messages, hand_over)

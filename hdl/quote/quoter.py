@@ -32,7 +32,7 @@ later, a 4-level shift into a 42-bit addition. Nothing here has been through pla
 yet.
 """
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -228,6 +228,11 @@ class Quoter(wiring.Component):
         the register bank's ``risk[n]``.
     position : In(ArrayLayout(signed(32), slots))
         Each slot's net position in shares (long positive).
+    reprice : In(slots)
+        Price these slots again on their last top, without a new update (the model evaluates
+        an instrument again when an answer changes its orders or position, or when the risk
+        state changes). The volatility EWMA does not move. A slot already waiting to be priced
+        is priced once.
     stats : Out(stats_layout(QuoterStat))
         Counters, see :class:`sim.quoter.QuoterStat`.
     busy : Out(1)
@@ -278,6 +283,7 @@ class Quoter(wiring.Component):
             "quote": In(block_signature(QUOTE_PARAMS_BLOCK)).array(slots),
             "risk": In(block_signature(RISK_LIMITS_BLOCK)).array(slots),
             "position": In(data.ArrayLayout(signed(POSITION_BITS), slots)),
+            "reprice": In(slots),
             "stats": Out(stats_layout(QuoterStat)),
             "busy": Out(1),
         })
@@ -369,10 +375,18 @@ class Quoter(wiring.Component):
             m.d.sync += [tops[s3.slot].eq(s3.top), spans[s3.slot].eq(s3.span)]
         count(m, stats.superseded, s3.valid & pending.bit_select(s3.slot, 1) &
               ~(take & (pick == s3.slot)))
-        with m.If(take):
-            m.d.sync += pending.bit_select(pick, 1).eq(0)
-        with m.If(s3.valid):   # after the clear: an update stored in the same cycle stays
-            m.d.sync += pending.bit_select(s3.slot, 1).eq(1)
+        # The next waiting set: a slot taken stops waiting, a top stored or a reprice makes it
+        # wait. A reprice is counted when it alone makes its slot wait, so that every quote set
+        # is accounted for by an update or a reprice.
+        taken_bit = Signal(n)
+        stored = Signal(n)
+        m.d.comb += [taken_bit.eq(Mux(take, Const(1, n) << pick, 0)),
+                     stored.eq(Mux(s3.valid, Const(1, n) << s3.slot, 0))]
+        still = pending & ~taken_bit
+        m.d.sync += pending.eq(still | stored | self.reprice)
+        alone = Signal(n)
+        m.d.comb += alone.eq(self.reprice & ~still & ~stored)
+        count(m, stats.reprices, sum(alone[k] for k in range(n)))
 
         # -- Evaluator ---------------------------------------------------------------------------
         # Round robin: the lowest waiting slot above the last one taken, else the lowest.

@@ -1,0 +1,262 @@
+"""The gateware market-maker loop (:class:`~hdl.quote.loop.QuoteLoop`) in Amaranth's simulator,
+closed by the model's book and exchange simulator.
+
+Around the gateware, everything the model's :class:`~sim.market_maker.MarketMaker` does outside
+its quoter, gate, order entry and order table is done here by the same model code: the book
+(:class:`~sim.book.Books`) turns feed events into top-of-book updates, which go to the loop's
+input in the event's cycle; the exchange simulator (:class:`~sim.exchange.ExchangeSim`) sees
+the feed's trades and tops in that cycle, receives each of our packets ``latency`` cycles after
+its last beat left the loop, and its answers reach the loop's answer input ``latency`` cycles
+after it sent them. In one cycle the bench takes, like the model: answers reaching the loop,
+then packets reaching the exchange, then feed events.
+
+The result has the shape of :class:`~sim.market_maker.MarketMakerResult` where the checks need
+it (``sent``, ``answers``, ``positions``, ``order_stream``), so the same independent checker
+runs over either; each sent record's ``time`` is the risk gate's decision cycle.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import heapq
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from amaranth.lib import data
+from amaranth.sim import Simulator
+
+from hdl.quote.loop import LOOP_STAGES, QuoteLoop
+from sim.book import Books
+from sim.exchange import ExchangeSim, feed_trade
+from sim.itch_event import ItchEvent, symbol_int
+from sim.market_maker import MarketMakerConfig
+from sim.wire.ouch import Message, decode_inbound_stream, decode_outbound_stream, frame
+
+__all__ = ["LoopBench", "LoopRun", "SentRecord", "compress"]
+
+BEAT_BYTES = 8
+_TOP_FIELDS = ("slot", "locate", "bid_price", "bid_shares", "ask_price", "ask_shares", "seq",
+               "timestamp", "halted", "degraded")
+
+
+@dataclass(frozen=True, slots=True)
+class SentRecord:
+    """One packet our order port sent: decided by the risk gate in cycle ``time``, first beat
+    in ``first_beat``. The gate had then taken the top updates of the first ``feed_items``
+    feed items, and the first ``answers_seen`` answers had reached the loop."""
+
+    time: int
+    first_beat: int
+    feed_items: int
+    answers_seen: int
+    message: Message
+    packet: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Shares:
+    shares: int
+
+
+@dataclass
+class LoopRun:
+    sent: list[SentRecord] = field(default_factory=list)
+    answers: list[tuple[int, Message]] = field(default_factory=list)
+    decisions: list[dict] = field(default_factory=list)
+    fills: list[dict] = field(default_factory=list)
+    positions: list[_Shares] = field(default_factory=list)
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Per feed item that moved a top: (cycle its last update entered the loop, item index).
+    top_cycles: list[tuple[int, int]] = field(default_factory=list)
+    cycles: int = 0
+
+    @property
+    def order_stream(self) -> bytes:
+        return b"".join(s.packet for s in self.sent)
+
+
+def _set_block(ctx, port, values) -> None:
+    for f in dataclasses.fields(values):
+        ctx.set(getattr(port, f.name), int(getattr(values, f.name)))
+
+
+class LoopBench:
+    """Runs one feed through the gateware loop.
+
+    Parameters
+    ----------
+    config : MarketMakerConfig
+        Instruments (slot ``k`` is ``instruments[k]``), port limits, exchange latency, clock.
+        At most 8 instruments (the loop's slots). ``armed`` is driven high from cycle 1 (the
+        model's arm in cycle 0); the heartbeat watchdog is the control block's, not the loop's,
+        so ``heartbeat_timeout`` must be 0.
+    clordid_prefix : str
+        The ClOrdID prefix register (the model's ``OrderEntry`` default).
+    """
+
+    def __init__(self, config: MarketMakerConfig, *, clordid_prefix: str = "TKG"):
+        n = len(config.instruments)
+        if not 1 <= n <= 8:
+            raise ValueError(f"the loop quotes 1 to 8 instruments, got {n}")
+        if config.heartbeat_timeout:
+            raise ValueError("the bench drives `armed` directly: no heartbeat watchdog")
+        self.config = config
+        self.clordid_prefix = clordid_prefix
+        self.dut = QuoteLoop(8, slot_bits=3, first_user_ref=config.first_user_ref)
+        self.books = Books(slots=n)
+        for slot, inst in enumerate(config.instruments):
+            self.books.track_symbol(slot, symbol_int(inst.symbol))
+        self.exchange = ExchangeSim([i.symbol for i in config.instruments], config.clk_hz)
+
+    def run(self, feed: Iterable[tuple[int, ItchEvent]], *, settle: int = 64,
+            kill_at: int | None = None) -> LoopRun:
+        """Run ``feed`` (``(cycle, event)``, nondecreasing) and on until ``settle`` cycles in a
+        row have nothing in flight (the exchange's last answers, the loop's last orders).
+        ``kill_at``: the control block's ``armed`` falls and ``killed`` rises in that cycle, as
+        a write to ``ctrl.kill`` a cycle earlier makes them."""
+        result = LoopRun()
+        sim = Simulator(self.dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(self._bench(list(feed), result, settle, kill_at))
+        sim.run()
+        return result
+
+    def _configure(self, ctx) -> None:
+        dut, cfg = self.dut, self.config
+        for k, inst in enumerate(cfg.instruments):
+            _set_block(ctx, dut.quote[k], inst.quote)
+            _set_block(ctx, dut.risk[k], inst.risk)
+            ctx.set(dut.symbols[k], symbol_int(inst.symbol))
+        _set_block(ctx, dut.port, cfg.port)
+        for k, char in enumerate(self.clordid_prefix.encode("ascii")):
+            ctx.set(dut.clordid_prefix[k], char)
+
+    def _bench(self, feed, result: LoopRun, quiet_cycles: int, kill_at: int | None):
+        dut, cfg, books, exchange = self.dut, self.config, self.books, self.exchange
+        latency, n = cfg.latency, len(cfg.instruments)
+        order = iter(range(1 << 62))          # ties in the heaps keep arrival order
+
+        async def bench(ctx):
+            self._configure(ctx)
+            ctx.set(dut.control.armed, 1)
+            ctx.set(dut.o.ready, 1)
+            to_client: list = []              # (due, order, packet) answers on their way to us
+            to_exchange: list = []            # (due, order, packet) ours on their way out
+            answer_beats: deque = deque()     # beats of the answers being delivered
+            tops: deque = deque()             # (update, feed item index) for the loop's input
+            passed: deque = deque()           # decision cycles of passed actions, in order
+            packet, first_beat = bytearray(), 0
+            fed = quiet = cycle = 0
+            answer_cycles: list[int] = []    # the cycle each answer's last beat was taken
+            while True:
+                if cycle == kill_at:
+                    ctx.set(dut.control.armed, 0)
+                    ctx.set(dut.control.killed, 1)
+                # Like the model, in one cycle: answers reaching us, packets reaching the
+                # exchange, then feed events.
+                while to_client and to_client[0][0] <= cycle:
+                    data = heapq.heappop(to_client)[2]
+                    for message in decode_outbound_stream(data):
+                        result.answers.append((cycle, message))
+                    for offset in range(0, len(data), BEAT_BYTES):
+                        answer_beats.append((data[offset:offset + BEAT_BYTES],
+                                             offset + BEAT_BYTES >= len(data)))
+                while to_exchange and to_exchange[0][0] <= cycle:
+                    for message in exchange.receive(heapq.heappop(to_exchange)[2], cycle):
+                        heapq.heappush(to_client, (cycle + latency, next(order), frame(message)))
+                while fed < len(feed) and feed[fed][0] <= cycle:
+                    event = feed[fed][1]
+                    trade = feed_trade(books, event)
+                    updates = books.push(event)
+                    for message in exchange.on_trade(trade, cycle):
+                        heapq.heappush(to_client, (cycle + latency, next(order), frame(message)))
+                    for update in updates:
+                        if update.slot < n:
+                            exchange.on_top(update)
+                            tops.append((update, fed))
+                    fed += 1
+
+                if tops:
+                    update = tops[0][0]
+                    for name in _TOP_FIELDS:
+                        ctx.set(getattr(dut.i.payload, name), int(getattr(update, name)))
+                ctx.set(dut.i.valid, bool(tops))
+                beat = dut.i_answer.payload
+                if answer_beats:
+                    chunk, last = answer_beats[0]
+                    ctx.set(beat.data, int.from_bytes(chunk, "little"))
+                    ctx.set(beat.keep, (1 << len(chunk)) - 1)
+                    ctx.set(beat.last, last)
+                ctx.set(dut.i_answer.valid, bool(answer_beats))
+
+                if tops and ctx.get(dut.i.ready):
+                    result.top_cycles.append((cycle, tops.popleft()[1]))
+                if answer_beats and ctx.get(dut.i_answer.ready) and answer_beats.popleft()[1]:
+                    answer_cycles.append(cycle)
+                if ctx.get(dut.o_decision.valid):
+                    decision = _fields(ctx.get(dut.o_decision.payload))
+                    result.decisions.append(decision)
+                    if decision["passed"]:
+                        passed.append(decision["time"])
+                if ctx.get(dut.o_fill.valid):
+                    result.fills.append(_fields(ctx.get(dut.o_fill.payload)))
+                if ctx.get(dut.o.valid):
+                    out = ctx.get(dut.o.payload)
+                    if out.first:
+                        packet, first_beat = bytearray(), cycle
+                    packet += int(out.data).to_bytes(BEAT_BYTES, "little")[
+                        :bin(int(out.keep)).count("1")]
+                    if out.last:
+                        data = bytes(packet)
+                        (message,) = decode_inbound_stream(data)
+                        decided = passed.popleft()
+                        # What the gate knew when it decided: the feed items whose top updates
+                        # it had taken, the answers that had arrived.
+                        known = bisect.bisect_left(result.top_cycles, (decided, -1))
+                        items = result.top_cycles[known - 1][1] + 1 if known else 0
+                        result.sent.append(SentRecord(
+                            decided, first_beat, items,
+                            bisect.bisect_left(answer_cycles, decided), message, data))
+                        heapq.heappush(to_exchange, (cycle + latency, next(order), data))
+
+                idle = (fed == len(feed) and not (to_client or to_exchange or answer_beats
+                                                  or tops) and not ctx.get(dut.busy))
+                quiet = quiet + 1 if idle else 0
+                if quiet >= quiet_cycles:
+                    break
+                await ctx.tick()
+                cycle += 1
+
+            result.cycles = cycle
+            result.positions = [_Shares(ctx.get(dut.position[k])) for k in range(n)]
+            result.stats = {stage: {name: ctx.get(dut.stats[stage][name])
+                                    for name, _ in dut.stats[stage].shape()}
+                            for stage in LOOP_STAGES}
+
+        return bench
+
+
+def _fields(value: data.Const) -> dict:
+    """A struct's value as nested dicts of plain ints (an enum field as its value)."""
+    out = {}
+    for name, _ in value.shape():
+        field_value = value[name]
+        if isinstance(field_value, data.Const):
+            out[name] = _fields(field_value)
+        else:
+            out[name] = int(getattr(field_value, "value", field_value))
+    return out
+
+
+def compress(feed: Iterable[tuple[int, ItchEvent]], max_gap: int) -> list[tuple[int, ItchEvent]]:
+    """The feed with every pause between two items shortened to at most ``max_gap`` cycles
+    (order and ties kept), so a simulation spends its cycles on trading, not on waiting."""
+    out, last, now = [], None, 0
+    for cycle, item in feed:
+        if last is not None:
+            now += min(cycle - last, max_gap)
+        last = cycle
+        out.append((now, item))
+    return out
