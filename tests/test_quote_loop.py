@@ -7,8 +7,11 @@ halted or stale book, UserRefNums increasing, positions equal to the exchange's 
 and compared with the model's closed loop on the same feed.
 """
 
+import itertools
+
 import pytest
 
+from hdl.quote.loop import DISARM_TO_CANCEL, TICK_TO_ORDER
 from host.gatesim.loop_tb import LoopBench, compress
 from sim.market_maker import HostAction, HostKind, MarketMaker, MarketMakerConfig
 from sim.wire.ouch import CancelOrder
@@ -71,21 +74,22 @@ def test_tight_limits_hold_in_gateware(session):
 
 def test_tick_to_order(generous):
     """The first order of an idle loop leaves TICK_TO_ORDER cycles after its top update."""
-    from hdl.quote.loop import TICK_TO_ORDER
     _, _, _, gateware = generous
     first = gateware.sent[0]
     trigger = max(cycle for cycle, _ in gateware.top_cycles if cycle <= first.time)
     assert first.first_beat - trigger == TICK_TO_ORDER == 44
 
 
-def test_kill_cancels_every_live_order(session):
-    """A kill between two feed items: every live order is canceled, nothing else is sent,
-    the same cancels as the model's (its kill at the cycle before ``armed`` falls)."""
+@pytest.mark.parametrize("cause", ["killed", "heartbeat_lost"])
+def test_disarm_cancels_every_live_order(session, cause):
+    """A kill, or the heartbeat watchdog firing, between two feed items: every live order is
+    canceled, nothing else is sent, and the cancels are the model's (its kill at the cycle
+    before ``armed`` falls). The cycles are those the docs state."""
     symbols, feed = session
-    kill_at = feed[59][0] + 50
+    kill_at = feed[59][0] + 250   # the loop has sent what the last item asked for
     cfg = _config(symbols, rate_tokens=64, rate_refill=10, max_unacked_orders=12)
     bench = LoopBench(cfg)
-    gateware = bench.run(feed[:60], kill_at=kill_at)
+    gateware = bench.run(feed[:60], kill_at=kill_at, cause=cause)
     model = MarketMaker(cfg).run(feed[:60], [HostAction(0, HostKind.ARM),
                                              HostAction(kill_at - 1, HostKind.KILL)])
     after = [r for r in gateware.sent if r.time >= kill_at]
@@ -94,5 +98,10 @@ def test_kill_cancels_every_live_order(session):
     assert [r.packet for r in gateware.sent] == [r.packet for r in model.sent]
     # Every order live at the kill is canceled: the exchange has none left.
     assert not [o for o in bench.exchange.orders.values() if o.open > 0]
-    last = max(r.first_beat for r in after)
-    print(f"kill: {len(after)} cancels, the last leaves {last - kill_at} cycles after the kill")
+    # The first cancel leaves DISARM_TO_CANCEL cycles after `armed` falls; each further one
+    # waits for the table to record the previous (and may wait for a denied quote action).
+    beats = [r.first_beat - kill_at for r in after]
+    assert DISARM_TO_CANCEL - 1 <= beats[0] <= DISARM_TO_CANCEL == 21
+    assert all(16 <= b - a <= 32 for a, b in itertools.pairwise(beats)), beats
+    print(f"{cause}: {len(after)} cancels, the first {beats[0]} and the last {beats[-1]} "
+          "cycles after armed falls")

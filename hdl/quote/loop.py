@@ -36,7 +36,7 @@ from hdl.book.layout import top_update_stream
 from hdl.csr.bank import block_signature
 from hdl.csr.params import FairValueMode
 from hdl.csr.plane import ControlSignature
-from hdl.quote.order_table import FillLayout, OrderTable
+from hdl.quote.order_table import SWEEP_CYCLES, FillLayout, OrderTable
 from hdl.quote.ouch_rx import OuchRx
 from hdl.quote.ouch_tx import CLORDID_PREFIX_CHARS, OUCH_TX_LATENCY, OuchTx
 from hdl.quote.quoter import (
@@ -62,7 +62,7 @@ from sim.ouch_rx import OuchRxStat
 from sim.quoter import QuoterStat, RequoteStat
 from sim.risk import RiskReason, RiskState
 
-__all__ = ["LOOP_STAGES", "TICK_TO_ORDER", "QuoteLoop", "loop_stats_layout"]
+__all__ = ["DISARM_TO_CANCEL", "LOOP_STAGES", "TICK_TO_ORDER", "QuoteLoop", "loop_stats_layout"]
 
 #: The loop's stages and the counters of each, as ``stats`` holds them.
 LOOP_STAGES = {"quoter": QuoterStat, "requote": RequoteStat, "risk": RiskReason,
@@ -73,6 +73,15 @@ LOOP_STAGES = {"quoter": QuoterStat, "requote": RequoteStat, "risk": RiskReason,
 #: quoter, the requoter, the gate's query and answer, its decision, the encoder.
 TICK_TO_ORDER = (QUOTER_MODE_LATENCY[FairValueMode.MID] + REQUOTE_LATENCY + 1 + VIEW_PORT_LATENCY
                  + DECISION_LATENCY + OUCH_TX_LATENCY)
+
+
+#: Most cycles from ``control.armed`` falling (a kill, or the heartbeat watchdog) to the first
+#: beat of the first forced cancel, the loop otherwise idle (one fewer when the sweeper's idle
+#: loop is in phase): the gate's state shows it a cycle later, the sweeper's search starts within
+#: a cycle and finds the oldest live order, then the gate's query, answer and decision and the
+#: encoder. Each further cancel follows once the table has recorded the previous one, 16 cycles
+#: later when nothing else reaches the gate.
+DISARM_TO_CANCEL = 2 + SWEEP_CYCLES + 1 + VIEW_PORT_LATENCY + DECISION_LATENCY + OUCH_TX_LATENCY
 
 
 def loop_stats_layout() -> data.StructLayout:

@@ -111,11 +111,15 @@ class LoopBench:
         self.exchange = ExchangeSim([i.symbol for i in config.instruments], config.clk_hz)
 
     def run(self, feed: Iterable[tuple[int, ItchEvent]], *, settle: int = 64,
-            kill_at: int | None = None) -> LoopRun:
+            kill_at: int | None = None, cause: str = "killed") -> LoopRun:
         """Run ``feed`` (``(cycle, event)``, nondecreasing) and on until ``settle`` cycles in a
         row have nothing in flight (the exchange's last answers, the loop's last orders).
-        ``kill_at``: the control block's ``armed`` falls and ``killed`` rises in that cycle, as
-        a write to ``ctrl.kill`` a cycle earlier makes them."""
+        ``kill_at``: the control block's ``armed`` falls in that cycle and ``cause`` (``killed``
+        or ``heartbeat_lost``) rises, as a write to ``ctrl.kill`` a cycle earlier, or the
+        watchdog ``heartbeat_timeout + 2`` cycles after the last heartbeat, makes them."""
+        if cause not in ("killed", "heartbeat_lost"):
+            raise ValueError(f"cause is killed or heartbeat_lost, not {cause!r}")
+        self._cause = cause
         result = LoopRun()
         sim = Simulator(self.dut)
         sim.add_clock(1e-8)
@@ -153,7 +157,7 @@ class LoopBench:
             while True:
                 if cycle == kill_at:
                     ctx.set(dut.control.armed, 0)
-                    ctx.set(dut.control.killed, 1)
+                    ctx.set(getattr(dut.control, self._cause), 1)
                 # Like the model, in one cycle: answers reaching us, packets reaching the
                 # exchange, then feed events.
                 while to_client and to_client[0][0] <= cycle:
@@ -221,8 +225,9 @@ class LoopBench:
                             bisect.bisect_left(answer_cycles, decided), message, data))
                         heapq.heappush(to_exchange, (cycle + latency, next(order), data))
 
-                idle = (fed == len(feed) and not (to_client or to_exchange or answer_beats
-                                                  or tops) and not ctx.get(dut.busy))
+                idle = (fed == len(feed) and (kill_at is None or cycle > kill_at)
+                        and not (to_client or to_exchange or answer_beats or tops)
+                        and not ctx.get(dut.busy))
                 quiet = quiet + 1 if idle else 0
                 if quiet >= quiet_cycles:
                     break
