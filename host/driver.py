@@ -25,6 +25,7 @@ from hdl.csr.params import PortLimits, QuoteParams, RiskLimits
 from hdl.csr.reg import Access, Location, RegisterMap, dataclass_values, from_values
 from host.regmap import MAGIC, MAP_VERSION, REGMAP, parse_value
 from host.transports import Transport
+from sim.risk import RiskReason, RiskState
 
 __all__ = [
     "BoardStatus",
@@ -34,6 +35,7 @@ __all__ = [
     "Gap",
     "IdentityError",
     "Position",
+    "RiskStatus",
     "TopOfBook",
     "VerifyError",
 ]
@@ -90,6 +92,15 @@ class Position:
     position: int
     live_orders: int
     unacked_orders: int
+
+
+@dataclass(frozen=True)
+class RiskStatus:
+    """The risk gate's state of one slot and why (``PASSED`` when active)."""
+
+    slot: int
+    state: RiskState
+    cause: RiskReason
 
 
 @dataclass(frozen=True)
@@ -371,6 +382,33 @@ class Driver:
 
     def positions(self) -> list[Position]:
         return [self.position(slot) for slot in self._slots("position")]
+
+    def risk_state(self, slot: int) -> RiskStatus:
+        values = self.read_many([f"risk_state[{slot}].state", f"risk_state[{slot}].cause"])
+        return RiskStatus(slot, RiskState(values[f"risk_state[{slot}].state"]),
+                          RiskReason(values[f"risk_state[{slot}].cause"]))
+
+    def risk_states(self) -> list[RiskStatus]:
+        return [self.risk_state(slot) for slot in self._slots("risk_state")]
+
+    # -- order entry ------------------------------------------------------------------------------
+
+    def set_clordid_prefix(self, prefix: str) -> None:
+        """The ClOrdID prefix of our orders (up to 6 ASCII characters, no zero byte)."""
+        raw = prefix.encode("ascii", "strict") if prefix.isascii() else b"\0"
+        if len(raw) > 6 or b"\0" in raw:
+            raise ValueError(f"order_entry.clordid_prefix: {prefix!r} is not 0 to 6 ASCII "
+                             "characters without a zero byte")
+        self.apply({"order_entry.clordid_prefix": int.from_bytes(raw, "little")})
+
+    def next_user_ref(self) -> int:
+        """The UserRefNum the next order will carry (2**32 once they are exhausted)."""
+        return self.read("order_entry.next_user_ref")
+
+    def set_next_user_ref(self, ref: int) -> None:
+        """Make ``ref`` the next UserRefNum (the exchange's NextUserRefNum after a login)."""
+        self.apply({"order_entry.set_user_ref": ref})
+        self._write_raw({"order_entry.set_next": 1})
 
 
 def _runs(locs: list[Location]) -> list[list[Location]]:

@@ -10,10 +10,11 @@ from hdl.csr.params import FairValueMode, PortLimits, QuoteParams, RiskLimits
 from hdl.csr.plane import INTERNAL_BLOCKS
 from hdl.csr.protocol import Status
 from hdl.csr.reg import Access, RangeError
-from host.driver import Driver, Gap, IdentityError, VerifyError
+from host.driver import Driver, Gap, IdentityError, RiskStatus, VerifyError
 from host.regmap import REGMAP
 from host.transports import RegisterAccessError
 from host.transports.sim import SimBoard, SimTransport
+from sim.risk import RiskReason, RiskState
 
 
 class Recorder:
@@ -169,6 +170,28 @@ def test_counters_book_and_position_are_what_the_gateware_drives():
     assert driver.position(3).position == -250
     feed = driver.feed_status()
     assert (feed.expected, feed.session) == (1 << 40, "SESSION123")
+    board.poke("risk_state[5].state", RiskState.HALTED)
+    board.poke("risk_state[5].cause", RiskReason.MMP_TRIPPED)
+    assert driver.risk_state(5) == RiskStatus(5, RiskState.HALTED, RiskReason.MMP_TRIPPED)
+    assert driver.risk_states()[0] == RiskStatus(0, RiskState.ACTIVE, RiskReason.PASSED)
+    board.poke("order_entry.next_user_ref", 1 << 32)
+    assert driver.next_user_ref() == 1 << 32
+
+
+def test_order_entry_registers():
+    board = SimBoard()
+    driver = Driver(SimTransport(board))
+    assert driver.read("order_entry.clordid_prefix") == int.from_bytes(b"TKG", "little")
+    driver.set_clordid_prefix("ABCDEF")
+    assert driver.read("order_entry.clordid_prefix") == int.from_bytes(b"ABCDEF", "little")
+    for bad in ("ABCDEFG", "A\0B", "é"):
+        with pytest.raises(ValueError, match="clordid_prefix"):
+            driver.set_clordid_prefix(bad)
+    assert driver.read("order_entry.clordid_prefix") == int.from_bytes(b"ABCDEF", "little")
+    driver.set_next_user_ref(77)
+    assert driver.read("order_entry.set_user_ref") == 77
+    with pytest.raises(ValueError, match="set_user_ref"):
+        driver.set_next_user_ref(0)
 
 
 def test_arm_kill_and_heartbeat_watchdog():

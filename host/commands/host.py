@@ -308,13 +308,16 @@ def _watch_view(driver, previous):
                        f"{_yes(status.heartbeat_lost)}  commits {status.commit_count}",
                  show_header=True)
     for column in ("slot", "bid", "bid shares", "ask", "ask shares", "flags", "position",
-                   "live", "unacked"):
+                   "live", "unacked", "risk"):
         head.add_column(column, justify="right")
-    for top, pos in zip(driver.book(), driver.positions(), strict=True):
+    for top, pos, risk in zip(driver.book(), driver.positions(), driver.risk_states(),
+                              strict=True):
         flags = " ".join(name for name in ("halted", "degraded") if getattr(top, name))
+        state = risk.state.name.lower() + (f" ({risk.cause.name.lower()})"
+                                           if risk.cause.name != "PASSED" else "")
         head.add_row(str(top.slot), _price(top.bid_price), str(top.bid_shares),
                      _price(top.ask_price), str(top.ask_shares), flags, str(pos.position),
-                     str(pos.live_orders), str(pos.unacked_orders))
+                     str(pos.live_orders), str(pos.unacked_orders), state)
     now = time.monotonic()
     elapsed = now - previous.get("", now)
     previous[""] = now
