@@ -97,7 +97,7 @@ def _expected_top(model: FeedBook, slot: int, *, bound: bool, locate: int) -> To
 @pytest.fixture(scope="module")
 def session():
     instruments = default_instruments(3)
-    messages = generate_messages(SessionConfig(seed=5, messages=400, instruments=instruments))
+    messages = generate_messages(SessionConfig(seed=5, messages=250, instruments=instruments))
     while messages[-1][:1] == b"S":  # stop before the end of the day empties the books
         messages.pop()
     frames = frame_messages(messages, max_payload=400, end_of_session=True)

@@ -13,7 +13,7 @@ import pytest
 
 from hdl.quote.loop import DISARM_TO_CANCEL, TICK_TO_ORDER
 from host.gatesim.loop_tb import LoopBench, compress
-from sim.market_maker import HostAction, HostKind, MarketMaker, MarketMakerConfig
+from sim.market_maker import MarketMaker, MarketMakerConfig
 from sim.wire.ouch import CancelOrder
 from tests.test_market_maker_model import check_invariants, instruments, port, session_feed
 
@@ -30,23 +30,19 @@ def _config(symbols, **port_kw) -> MarketMakerConfig:
 
 @pytest.fixture(scope="module")
 def session():
-    symbols, feed = session_feed(3, 200, 2)
+    symbols, feed = session_feed(3, 160, 2)
     return symbols, compress(feed, MAX_GAP)
 
 
-@pytest.fixture(scope="module")
-def generous(session):
-    """A run where the port's rate and unacknowledged limits leave room: every decision then
-    depends on the book, the orders and the position only, not on the cycle it is taken in."""
+def test_the_gateware_loop_sends_the_models_orders(session):
+    """With port rate and unacknowledged limits that leave room, every decision depends on
+    the book, the orders and the position only, not on the cycle it is taken in: the gateware
+    then sends the model's orders byte for byte."""
     symbols, feed = session
     kw = dict(rate_tokens=64, rate_refill=10, max_unacked_orders=12)
-    model = MarketMaker(_config(symbols, **kw)).run(feed)
+    cfg = _config(symbols, **kw)
+    model = MarketMaker(cfg).run(feed)
     gateware = LoopBench(_config(symbols, **kw)).run(feed)
-    return _config(symbols, **kw), feed, model, gateware
-
-
-def test_the_gateware_loop_sends_the_models_orders(generous):
-    cfg, feed, model, gateware = generous
     kinds = check_invariants(cfg, feed, gateware)
     assert kinds["EnterOrder"] and kinds["ReplaceOrder"] and kinds["CancelOrder"]
     assert len(gateware.sent) == len(model.sent)
@@ -58,6 +54,10 @@ def test_the_gateware_loop_sends_the_models_orders(generous):
     quoter = gateware.stats["quoter"]
     assert quoter["updates"] + quoter["reprices"] == (quoter["superseded"] + quoter["quote_sets"]
                                                       + quoter["bad_slot"])
+    # The first order of an idle loop leaves TICK_TO_ORDER cycles after its top update.
+    first = gateware.sent[0]
+    trigger = max(cycle for cycle, _ in gateware.top_cycles if cycle <= first.time)
+    assert first.first_beat - trigger == TICK_TO_ORDER == 44
 
 
 def test_tight_limits_hold_in_gateware(session):
@@ -65,38 +65,33 @@ def test_tight_limits_hold_in_gateware(session):
     orders) the rate and unacknowledged limits deny, and the gateware never breaks them."""
     symbols, feed = session
     cfg = _config(symbols)
-    gateware = LoopBench(cfg).run(feed[:80])
+    gateware = LoopBench(cfg).run(feed[:60])
     check_invariants(cfg, feed, gateware)
     denied = gateware.stats["risk"]
     assert denied["rate"] > 0 and denied["collar"] > 0
     assert len(gateware.sent) == denied["passed"]
 
 
-def test_tick_to_order(generous):
-    """The first order of an idle loop leaves TICK_TO_ORDER cycles after its top update."""
-    _, _, _, gateware = generous
-    first = gateware.sent[0]
-    trigger = max(cycle for cycle, _ in gateware.top_cycles if cycle <= first.time)
-    assert first.first_beat - trigger == TICK_TO_ORDER == 44
-
-
 @pytest.mark.parametrize("cause", ["killed", "heartbeat_lost"])
 def test_disarm_cancels_every_live_order(session, cause):
     """A kill, or the heartbeat watchdog firing, between two feed items: every live order is
-    canceled, nothing else is sent, and the cancels are the model's (its kill at the cycle
-    before ``armed`` falls). The cycles are those the docs state."""
+    canceled and nothing else is sent; before it, the model's orders. The cycles are those the
+    docs state."""
     symbols, feed = session
-    kill_at = feed[59][0] + 250   # the loop has sent what the last item asked for
+    kill_at = feed[44][0] + 250   # the loop has sent what the last item asked for
     cfg = _config(symbols, rate_tokens=64, rate_refill=10, max_unacked_orders=12)
     bench = LoopBench(cfg)
-    gateware = bench.run(feed[:60], kill_at=kill_at, cause=cause)
-    model = MarketMaker(cfg).run(feed[:60], [HostAction(0, HostKind.ARM),
-                                             HostAction(kill_at - 1, HostKind.KILL)])
+    gateware = bench.run(feed[:45], kill_at=kill_at, cause=cause)
+    model = MarketMaker(cfg).run(feed[:45])
+    before = [r.packet for r in gateware.sent if r.time < kill_at]
+    assert before == [r.packet for r in model.sent if r.time < kill_at]
     after = [r for r in gateware.sent if r.time >= kill_at]
     assert len(after) >= 2 and all(isinstance(r.message, CancelOrder) for r in after)
-    assert [r.packet for r in after] == [r.packet for r in model.sent if r.time >= kill_at - 1]
-    assert [r.packet for r in gateware.sent] == [r.packet for r in model.sent]
-    # Every order live at the kill is canceled: the exchange has none left.
+    # Exactly the orders live at the kill (the sweeper takes them instrument by instrument,
+    # each instrument's oldest first).
+    live = sorted(ref for ref, _ in model_live_at(model, kill_at))
+    assert sorted(r.message.user_ref_num for r in after) == live
+    # The exchange has nothing open left.
     assert not [o for o in bench.exchange.orders.values() if o.open > 0]
     # The first cancel leaves DISARM_TO_CANCEL cycles after `armed` falls; each further one
     # waits for the table to record the previous (and may wait for a denied quote action).
@@ -105,3 +100,28 @@ def test_disarm_cancels_every_live_order(session, cause):
     assert all(16 <= b - a <= 32 for a, b in itertools.pairwise(beats)), beats
     print(f"{cause}: {len(after)} cancels, the first {beats[0]} and the last {beats[-1]} "
           "cycles after armed falls")
+
+
+def model_live_at(result, time: int) -> list[tuple[int, object]]:
+    """The orders the model's exchange holds open just before cycle ``time``: replay the
+    exchange's answers up to then (UserRefNum -> open shares)."""
+    from sim.wire.ouch import Accepted, Canceled, Executed, Rejected, Replaced
+    open_shares = {}
+    for when, message in result.answers:
+        if when >= time:
+            break
+        if isinstance(message, Accepted) and message.order_state != "D":
+            open_shares[message.user_ref_num] = message.quantity
+        elif isinstance(message, Replaced):
+            open_shares.pop(message.orig_user_ref_num, None)
+            if message.order_state != "D" and message.quantity:
+                open_shares[message.user_ref_num] = message.quantity
+        elif isinstance(message, Canceled | Executed):
+            left = open_shares.get(message.user_ref_num, 0) - message.quantity
+            if left > 0:
+                open_shares[message.user_ref_num] = left
+            else:
+                open_shares.pop(message.user_ref_num, None)
+        elif isinstance(message, Rejected):
+            open_shares.pop(message.user_ref_num, None)
+    return list(open_shares.items())
