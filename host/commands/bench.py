@@ -17,14 +17,17 @@ def register(subparsers) -> None:
                     "session goes through the ingress and the order book (hdl/top.py) and the "
                     "latency to each top-of-book update is printed too. With --synth also the "
                     "post-route Fmax of the ingress on the ULX3S 85F.")
-    parser.add_argument("--messages", type=int, default=20_000, help="messages to generate")
+    parser.add_argument("--messages", type=int, help="messages to generate (default 20,000)")
     parser.add_argument("--instruments", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sim", action="append", choices=("icarus", "verilator"),
                         help="simulator(s) to measure (repeatable; default icarus)")
-    parser.add_argument("--until", choices=("events", "book"), default="events",
+    parser.add_argument("--until", choices=("events", "book", "trade"), default="events",
                         help="events: the feed ingress (default); book: the ingress and the book, "
-                             "tracking the first instruments of the stock directory")
+                             "tracking the first instruments of the stock directory; trade: the "
+                             "whole core set up by the host driver, one message per frame, "
+                             "tick to trade from a message's last byte to its order's first "
+                             "beat (Amaranth's simulator; --messages defaults to 60 there)")
     parser.add_argument("--aapl", metavar="FILE", help="also measure the model on this ITCH file")
     parser.add_argument("--synth", action="store_true", help="also build for the ULX3S (minutes)")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
@@ -40,7 +43,61 @@ def _model_rate(frames_or_input) -> tuple[float, int]:
     return messages / run.wall_seconds, messages
 
 
+def _trade(args) -> int:
+    """Tick to trade of the whole core, in cycles and in ns at the core clock."""
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from hdl.csr.params import FairValueMode, PortLimits, QuoteParams, RiskLimits
+    from host.gatesim.trade_bench import tick_to_trade
+    from sim.generator import SessionConfig, default_instruments, generate_messages
+    from sim.market_maker import MarketMakerConfig, QuotedInstrument
+
+    count = max(1, min(args.instruments, 8))
+    insts = default_instruments(count)
+    messages = generate_messages(SessionConfig(seed=args.seed, messages=args.messages or 60,
+                                               instruments=insts))
+    quoted = [QuotedInstrument(i.symbol, QuoteParams(
+        enable=True, base_half_spread=1, levels=3, level_spacing=1, size=100,
+        skew_ticks_per_unit=400, vol_multiplier=128, requote_threshold=1, min_quote_life=2_000,
+        fair_value_mode=FairValueMode.MID), RiskLimits(
+        max_long=400, max_short=300, max_order_qty=100, collar=300)) for i in insts]
+    config = MarketMakerConfig(quoted, PortLimits(
+        rate_tokens=64, rate_refill=10, max_live_orders=48, max_unacked_orders=12,
+        stale_feed_timeout=0), latency=200)
+    run = tick_to_trade(messages, config)
+    summary = run.summary()
+    clk_mhz = config.clk_hz / 1e6
+    figures = {"messages": len(messages), "orders": len(run.orders),
+               "tick_to_trade_cycles": summary, "clock_mhz": clk_mhz}
+    table = Table(title=f"tickgate bench: tick to trade on the whole core, {len(messages)} "
+                        f"messages, {count} instruments (fair value: mid)", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("orders sent", str(len(run.orders)))
+    if summary:
+        ns = {k: summary[k] * 1e3 / clk_mhz for k in ("min", "median", "max")}
+        figures["tick_to_trade_ns"] = ns
+        table.add_row("tick to trade (last byte in -> first order beat out)",
+                      f"min {summary['min']} / median {summary['median']} / max "
+                      f"{summary['max']} cycles ({summary['samples']} samples)")
+        table.add_row(f"the same at {clk_mhz:g} MHz",
+                      f"min {ns['min']:.0f} / median {ns['median']:.0f} / max {ns['max']:.0f} ns")
+    else:
+        table.add_row("tick to trade", "no sample (no order followed a quiet frame)")
+    Console().print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
 def bench(args) -> int:
+    if args.until == "trade":
+        return _trade(args)
+    args.messages = args.messages or 20_000
     import json
     import tempfile
     from pathlib import Path

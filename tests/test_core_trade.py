@@ -1,0 +1,35 @@
+"""Tick to trade on the whole core, set up by the host driver through the register map: from
+the beat carrying the last byte of a top-changing ITCH message to the first beat of the order it
+causes (``host/gatesim/trade_bench.py``)."""
+
+from hdl.csr.params import FairValueMode
+from hdl.quote.loop import TICK_TO_ORDER
+from hdl.quote.quoter import QUOTER_MODE_LATENCY
+from hdl.quote.risk_gate import MICROPRICE_CYCLES
+from host.gatesim.trade_bench import tick_to_trade
+from sim.generator import SessionConfig, default_instruments, generate_messages
+from sim.market_maker import MarketMakerConfig
+from tests.test_market_maker_model import instruments, port
+
+#: A message's last beat to its top-of-book update entering the loop: the feed's 7 cycles.
+FEED_TO_LOOP = 7
+#: A replace (U) takes the book 3 cycles more; a microprice 8 more in the quoter and, when the
+#: collar is checked, 13 more in the gate.
+WORST = (FEED_TO_LOOP + 3 + TICK_TO_ORDER + QUOTER_MODE_LATENCY[FairValueMode.MICROPRICE]
+         - QUOTER_MODE_LATENCY[FairValueMode.MID] + MICROPRICE_CYCLES)
+
+
+def test_tick_to_trade_at_the_core_ports(capsys):
+    insts = default_instruments(2)   # slot 0 quotes on the mid, slot 1 on the microprice
+    messages = generate_messages(SessionConfig(seed=3, messages=40, instruments=insts))
+    cfg = MarketMakerConfig(instruments([i.symbol for i in insts]),
+                            port(rate_tokens=64, rate_refill=10, max_unacked_orders=12),
+                            latency=200)
+    run = tick_to_trade(messages, cfg, spacing=400)
+    assert len(run.orders) >= 10
+    summary = run.summary()
+    assert summary is not None and summary["samples"] >= 3
+    assert summary["min"] == FEED_TO_LOOP + TICK_TO_ORDER == 51
+    assert summary["max"] <= WORST == 75
+    with capsys.disabled():
+        print(f"\ntick to trade: {summary}")
