@@ -256,11 +256,11 @@ class Quoter(wiring.Component):
     ``i`` takes one update every 2 cycles (the book's own top rate) and never waits for the
     evaluator. The evaluator prices one slot every ``QUOTER_MODE_LATENCY - 3`` cycles (23 for
     MID and REFERENCE, 31 for MICROPRICE, by the mode of the slot priced) with ``o`` ready, in
-    round-robin order among the slots with an update waiting. A slot updated again before its
-    turn is priced once, on its newest top (counted ``SUPERSEDED``): a newer top supersedes an
-    older one. The volatility EWMA is not affected: it is updated in the front end on every
-    update, in arrival order, so the quote set of the newest top uses the EWMA of every update
-    up to it, as the model's does.
+    the order the slots started to wait (the order of their updates, as the model's). A slot
+    updated again before its turn is priced once, on its newest top (counted ``SUPERSEDED``): a
+    newer top supersedes an older one. The volatility EWMA is not affected: it is updated in the
+    front end on every update, in arrival order, so the quote set of the newest top uses the
+    EWMA of every update up to it, as the model's does.
 
     Bad input
     ---------
@@ -389,11 +389,12 @@ class Quoter(wiring.Component):
         count(m, stats.reprices, sum(alone[k] for k in range(n)))
 
         # -- Evaluator ---------------------------------------------------------------------------
-        # Round robin: the lowest waiting slot above the last one taken, else the lowest.
+        # The waiting slots in the order they started to wait: the model evaluates updates in
+        # the order they arrive, so the quote sets (and the orders) of two instruments updated
+        # close together leave in that order too. Slots that start to wait in the same cycle
+        # (a reprice of several) queue in slot order.
+        self._arrival_order(m, stored | self.reprice, still, take, pick)
         last = Signal(range(n))
-        above = Signal(n)
-        m.d.comb += above.eq(pending & Cat(last < k for k in range(n)))
-        m.d.comb += pick.eq(Mux(above.any(), _lowest(above, n), _lowest(pending, n)))
 
         eval_busy = self._evaluator(m, vol, tops, spans, pending, take, pick, last)
 
@@ -401,6 +402,27 @@ class Quoter(wiring.Component):
                                  eval_busy)
         count(m, stats.quote_sets, self.o.valid & self.o.ready)
         return m
+
+    def _arrival_order(self, m, wait, still, take, pick):
+        """A queue of the waiting slots, oldest at the head (``pick``); each waiting slot is in
+        it once. ``wait``: slots that wait from the next cycle on; ``still``: those that already
+        wait and are not taken now."""
+        n = self.slots
+        entries = [Signal(range(n), name=f"queue{k}") for k in range(n)]
+        length = Signal(range(n + 1))
+        joining = Signal(n)
+        m.d.comb += [joining.eq(wait & ~still), pick.eq(entries[0])]
+        base = Signal(range(n + 1))
+        m.d.comb += base.eq(length - take)
+        after = [Mux(take, entries[k + 1], entries[k]) if k + 1 < n
+                 else Mux(take, 0, entries[k]) for k in range(n)]
+        position = base
+        for slot in range(n):
+            after = [Mux(joining[slot] & (position == k), slot, value)
+                     for k, value in enumerate(after)]
+            position = position + joining[slot]
+        m.d.sync += [entry.eq(value) for entry, value in zip(entries, after, strict=True)]
+        m.d.sync += length.eq(position)
 
     def _evaluator(self, m, vol, tops, spans, pending, take, pick, last):
         q_fields = ("enable", "fair_value_mode", "reference_price", "base_half_spread",

@@ -20,18 +20,23 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
 
     slots = BookGeometry().slots
     parser.add_argument("capture", help="pcap, pcapng or raw ITCH 5.0 BinaryFILE")
-    parser.add_argument("--sim", choices=("icarus", "verilator"), default=None,
-                        help="Verilog simulator for the gateware (default: TICKGATE_SIM or icarus)")
+    parser.add_argument("--sim", choices=("icarus", "verilator", "amaranth"), default=None,
+                        help="simulator for the gateware: icarus or verilator for --until "
+                             "events and book (default: TICKGATE_SIM or icarus), amaranth for "
+                             "--until loop (its only one so far)")
     parser.add_argument("--model-only", action="store_true",
                         help="run only the reference model (no gateware simulation)")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON "
                         "(keys: capture, model, gateware, mismatches, differences; with "
                         "--until book also tracking)")
-    parser.add_argument("--until", choices=("events", "book"), default="events",
+    parser.add_argument("--until", choices=("events", "book", "loop"), default="loop",
                         help="how far down the pipeline to replay: events (feed ingress: "
-                             "UDP, MoldUDP64, ITCH decode; the default) or book (the ingress "
-                             "and the order book: top-of-book updates, compared update by "
-                             "update, and the final books)")
+                             "UDP, MoldUDP64, ITCH decode), book (the ingress and the order "
+                             "book: top-of-book updates, compared update by update, and the "
+                             "final books) or loop (the default: the market maker's whole "
+                             "loop: quoter, risk gate, OUCH orders, the exchange simulator's "
+                             "answers and fills, position and PnL; the orders compared byte "
+                             "for byte)")
     book = parser.add_argument_group("order book (with --until book)")
     book.add_argument("--track", metavar="LIST",
                       help=f"instruments the book tracks, comma-separated, at most {slots} (its "
@@ -46,6 +51,36 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                            "msg_index counts every message the feed delivered, from 0). The "
                            "rows come from the model, which the gateware's updates must equal; "
                            "updates that only change a halted or degraded flag are left out")
+    loop = parser.add_argument_group("market-maker loop (with --until loop)")
+    loop.add_argument("--symbols", metavar="LIST",
+                      help="instruments to quote, comma-separated symbols, at most 8 (default: "
+                           "the first 2 of the stock directory)")
+    loop.add_argument("--params", metavar="FILE.toml",
+                      help="quote parameters, risk and port limits in the host's settings "
+                           "format (blocks quote, risk, port_limits), over the bundled defaults")
+    loop.add_argument("--latency", type=int, default=2_500,
+                      help="one-way cycles between our order port and the exchange")
+    loop.add_argument("--max-gap", type=int, default=2_000,
+                      help="pauses in the capture longer than this many cycles are shortened "
+                           "to it, in both runs (0: keep every pause)")
+    loop.add_argument("--maker-rebate", type=int, default=20,
+                      help="rebate per share for adding liquidity, in 1e-4 $")
+    loop.add_argument("--taker-fee", type=int, default=30,
+                      help="fee per share for taking liquidity, in 1e-4 $")
+    loop.add_argument("--orders-out", metavar="FILE.csv",
+                      help="write both sides' orders, one row each (run, index, cycle, kind, "
+                           "slot, symbol, UserRefNum, side, quantity, price, packet bytes)")
+    loop.add_argument("--orders-pcap", metavar="FILE.pcap",
+                      help="write the orders (the gateware's, or the model's with "
+                           "--model-only) as SoupBinTCP over one TCP connection, for Wireshark")
+    loop.add_argument("--plot", metavar="FILE.png",
+                      help="draw the book, our quotes, fills and position per instrument")
+    loop.add_argument("--free-running", action="store_true",
+                      help="the gateware's orders reach the exchange --latency cycles after "
+                           "they leave it, not in the cycle the model's do (lockstep, the "
+                           "default): shows what the gateware's own latency changes")
+    loop.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                      help="progress bar of the gateware run (auto: when stderr is a terminal)")
     feed = parser.add_argument_group("feed selection (default: the busiest UDP flow)")
     feed.add_argument("--ip", help="destination IPv4 address of the feed")
     feed.add_argument("--port", type=int, help="destination UDP port of the feed")
@@ -75,6 +110,13 @@ def replay(args) -> int:
 
     if args.until != "book" and (args.track or args.bbo_out):
         raise SystemExit("tickgate replay: --track and --bbo-out need --until book")
+    if args.until == "loop":
+        return _replay_loop(args)
+    if args.symbols or args.params or args.orders_out or args.orders_pcap or args.plot:
+        raise SystemExit("tickgate replay: --symbols, --params, --orders-out, --orders-pcap "
+                         "and --plot need --until loop")
+    if args.sim == "amaranth":
+        raise SystemExit("tickgate replay: --until events and book run on icarus or verilator")
     slots = BookGeometry().slots
     tracked = None
     if args.track:
@@ -104,3 +146,81 @@ def replay(args) -> int:
         rows = write_bbo_csv(args.bbo_out, model.book)
         print(f"{rows:,} top-of-book changes -> {args.bbo_out}")
     return 1 if comparison is not None and comparison.mismatches else 0
+
+
+def _replay_loop(args) -> int:
+    import json
+    import signal
+    import sys
+
+    from rich.progress import Progress
+
+    from host.replay.inputs import load_capture
+    from host.replay.loop import run_loop
+    from host.replay.loop_report import loop_json, print_loop_report, write_orders_csv
+    from sim.capture import CaptureError
+    from sim.order_capture import write_orders_pcap
+    from sim.position import FeeSchedule
+
+    if args.sim not in (None, "amaranth"):
+        raise SystemExit(f"tickgate replay: the loop runs in Amaranth's simulator only, not "
+                         f"{args.sim} (--until events or book run on {args.sim})")
+    show = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
+    # The first Ctrl-C ends the gateware run where it is and still writes the report of what
+    # was done; a second one interrupts at once.
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        print("\nstopping: reporting what was replayed (Ctrl-C again to abort)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with Progress(disable=not show, transient=True) as bar:
+            task = bar.add_task("gateware loop", total=None)
+            try:
+                inp = load_capture(args.capture, ip=args.ip, port=args.port, vlan=args.vlan,
+                                   limit=args.limit)
+                symbols = ([s.strip() for s in args.symbols.split(",")] if args.symbols
+                           else None)
+                replay = run_loop(
+                    inp, symbols=symbols, params=args.params,
+                    fees=FeeSchedule(args.maker_rebate, args.taker_fee),
+                    latency=args.latency, max_gap=args.max_gap, gateware=not args.model_only,
+                    progress=lambda done, total: bar.update(task, completed=done,
+                                                            total=total),
+                    stop=lambda: bool(interrupted), lockstep=not args.free_running)
+            except (CaptureError, OSError, ValueError) as error:
+                raise SystemExit(f"tickgate replay: {error}") from error
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print_loop_report(inp, replay)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(loop_json(inp, replay), f, indent=2)
+        print(f"report -> {args.json}")
+    if args.orders_out:
+        rows = write_orders_csv(args.orders_out, replay)
+        print(f"{rows:,} orders -> {args.orders_out}")
+    if args.orders_pcap:
+        if replay.gateware is not None:
+            packets = [(r.first_beat, r.packet) for r in replay.gateware.sent]
+        else:
+            packets = [(r.time, r.packet) for r in replay.model.sent]
+        write_orders_pcap(args.orders_pcap, packets, clk_hz=replay.config.clk_hz)
+        print(f"{len(packets):,} orders -> {args.orders_pcap} (SoupBinTCP, TCP port "
+              f"{_order_port()})")
+    if args.plot:
+        from host.replay.plot import plot_loop
+
+        print(f"plot -> {plot_loop(replay, args.plot)}")
+    return 1 if replay.mismatches or replay.stopped else 0
+
+
+def _order_port() -> int:
+    from sim.order_capture import ORDER_PORT
+
+    return ORDER_PORT.server_port

@@ -21,7 +21,7 @@ import bisect
 import dataclasses
 import heapq
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from amaranth.lib import data
@@ -31,10 +31,13 @@ from hdl.quote.loop import LOOP_STAGES, QuoteLoop
 from sim.book import Books
 from sim.exchange import ExchangeSim, feed_trade
 from sim.itch_event import ItchEvent, symbol_int
-from sim.market_maker import MarketMakerConfig
+from sim.market_maker import FEED_GAP, MarketMakerConfig
 from sim.wire.ouch import Message, decode_inbound_stream, decode_outbound_stream, frame
 
-__all__ = ["LoopBench", "LoopRun", "SentRecord", "compress"]
+__all__ = ["PROGRESS_CYCLES", "LoopBench", "LoopRun", "SentRecord", "compress"]
+
+#: How often a run reports progress and asks whether to stop.
+PROGRESS_CYCLES = 1024
 
 BEAT_BYTES = 8
 _TOP_FIELDS = ("slot", "locate", "bid_price", "bid_shares", "ask_price", "ask_shares", "seq",
@@ -71,6 +74,9 @@ class LoopRun:
     #: Per feed item that moved a top: (cycle its last update entered the loop, item index).
     top_cycles: list[tuple[int, int]] = field(default_factory=list)
     cycles: int = 0
+    #: Feed items given to the loop; fewer than the feed's when ``stop`` ended the run early.
+    fed: int = 0
+    stopped: bool = False
 
     @property
     def order_stream(self) -> bytes:
@@ -110,20 +116,37 @@ class LoopBench:
             self.books.track_symbol(slot, symbol_int(inst.symbol))
         self.exchange = ExchangeSim([i.symbol for i in config.instruments], config.clk_hz)
 
-    def run(self, feed: Iterable[tuple[int, ItchEvent]], *, settle: int = 64,
-            kill_at: int | None = None, cause: str = "killed") -> LoopRun:
-        """Run ``feed`` (``(cycle, event)``, nondecreasing) and on until ``settle`` cycles in a
+    def run(self, feed: Iterable[tuple[int, ItchEvent | str]], *, settle: int = 64,
+            kill_at: int | None = None, cause: str = "killed",
+            progress: Callable[[int, int], None] | None = None,
+            stop: Callable[[], bool] | None = None,
+            exchange_times: Sequence[int] | None = None) -> LoopRun:
+        """Run ``feed`` (``(cycle, event)``, nondecreasing; a :data:`~sim.market_maker.FEED_GAP`
+        item raises ``feed_gap`` for good, as the model's) and on until ``settle`` cycles in a
         row have nothing in flight (the exchange's last answers, the loop's last orders).
         ``kill_at``: the control block's ``armed`` falls in that cycle and ``cause`` (``killed``
         or ``heartbeat_lost``) rises, as a write to ``ctrl.kill`` a cycle earlier, or the
-        watchdog ``heartbeat_timeout + 2`` cycles after the last heartbeat, makes them."""
+        watchdog ``heartbeat_timeout + 2`` cycles after the last heartbeat, makes them.
+
+        ``progress(fed, total)`` is called every :data:`PROGRESS_CYCLES` cycles with the feed
+        items given so far; when ``stop()`` returns true (checked as often) the run ends there,
+        with what was done and ``stopped`` set.
+
+        ``exchange_times`` (lockstep with a model run): the ``k``-th order reaches the exchange
+        in cycle ``exchange_times[k]`` (the model's ``k``-th order's) instead of ``latency``
+        cycles after its last beat, or in the next cycle if that has passed. Both loops then
+        get every answer in the same cycle while their orders agree, and differ only where the
+        gateware decides differently: the model decides in the cycle of its trigger, the
+        gateware 36 cycles later, so without lockstep an answer and a feed event that close
+        together can be taken in either order."""
         if cause not in ("killed", "heartbeat_lost"):
             raise ValueError(f"cause is killed or heartbeat_lost, not {cause!r}")
         self._cause = cause
         result = LoopRun()
         sim = Simulator(self.dut)
         sim.add_clock(1e-8)
-        sim.add_testbench(self._bench(list(feed), result, settle, kill_at))
+        sim.add_testbench(self._bench(list(feed), result, settle, kill_at, progress, stop,
+                                      list(exchange_times or ())))
         sim.run()
         return result
 
@@ -137,7 +160,8 @@ class LoopBench:
         for k, char in enumerate(self.clordid_prefix.encode("ascii")):
             ctx.set(dut.clordid_prefix[k], char)
 
-    def _bench(self, feed, result: LoopRun, quiet_cycles: int, kill_at: int | None):
+    def _bench(self, feed, result: LoopRun, quiet_cycles: int, kill_at: int | None,
+               progress, stop, exchange_times: list[int]):
         dut, cfg, books, exchange = self.dut, self.config, self.books, self.exchange
         latency, n = cfg.latency, len(cfg.instruments)
         order = iter(range(1 << 62))          # ties in the heaps keep arrival order
@@ -172,6 +196,10 @@ class LoopBench:
                         heapq.heappush(to_client, (cycle + latency, next(order), frame(message)))
                 while fed < len(feed) and feed[fed][0] <= cycle:
                     event = feed[fed][1]
+                    if event == FEED_GAP:     # the host learns of an unrecovered gap
+                        ctx.set(dut.feed_gap, 1)
+                        fed += 1
+                        continue
                     trade = feed_trade(books, event)
                     updates = books.push(event)
                     for message in exchange.on_trade(trade, cycle):
@@ -220,10 +248,13 @@ class LoopBench:
                         # it had taken, the answers that had arrived.
                         known = bisect.bisect_left(result.top_cycles, (decided, -1))
                         items = result.top_cycles[known - 1][1] + 1 if known else 0
+                        k = len(result.sent)
+                        due = (max(exchange_times[k], cycle + 1) if k < len(exchange_times)
+                               else cycle + latency)
                         result.sent.append(SentRecord(
                             decided, first_beat, items,
                             bisect.bisect_left(answer_cycles, decided), message, data))
-                        heapq.heappush(to_exchange, (cycle + latency, next(order), data))
+                        heapq.heappush(to_exchange, (due, next(order), data))
 
                 idle = (fed == len(feed) and (kill_at is None or cycle > kill_at)
                         and not (to_client or to_exchange or answer_beats or tops)
@@ -231,10 +262,16 @@ class LoopBench:
                 quiet = quiet + 1 if idle else 0
                 if quiet >= quiet_cycles:
                     break
+                if cycle % PROGRESS_CYCLES == 0:
+                    if progress is not None:
+                        progress(fed, len(feed))
+                    if stop is not None and stop():
+                        result.stopped = True
+                        break
                 await ctx.tick()
                 cycle += 1
 
-            result.cycles = cycle
+            result.cycles, result.fed = cycle, fed
             result.positions = [_Shares(ctx.get(dut.position[k])) for k in range(n)]
             result.stats = {stage: {name: ctx.get(dut.stats[stage][name])
                                     for name, _ in dut.stats[stage].shape()}

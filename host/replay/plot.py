@@ -1,0 +1,103 @@
+"""The picture of a loop replay: per instrument, the book's best bid and ask, our quotes, our
+fills, and the position, over the run's cycles (one PNG, one row of two panels per instrument).
+
+Our quotes are the best price of our live orders on each side, as sent: an Enter or Replace
+moves it when sent, a Cancel takes it away (a filled order is drawn until the quoter moves it,
+which it does on the answer). When the gateware ran, its orders are drawn over the model's (they
+coincide when ``mismatches`` is 0) and the first differing order is marked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")     # files only: no display on a build machine
+
+import matplotlib.pyplot as plt
+
+from host.replay.loop import LoopReplay
+from sim.frames import book as book_frame
+
+__all__ = ["plot_loop"]
+
+_DOLLARS = 1e-4     # ITCH price units
+
+
+def _our_best(rows: list[dict], slot: int) -> tuple[list[int], list[float], list[float]]:
+    """Step series of our best live bid and ask (NaN when none) after each order of ``slot``."""
+    live: dict[int, tuple[str, int]] = {}
+    times, bids, asks = [], [], []
+    nan = float("nan")
+    for row in rows:
+        if row["slot"] != slot:
+            continue
+        if row["kind"] == "enter":
+            live[row["user_ref"]] = (row["side"], row["price"])
+        elif row["kind"] == "replace":
+            side, _ = live.pop(row["orig_ref"], (None, 0))
+            if side is not None:
+                live[row["user_ref"]] = (side, row["price"])
+        else:
+            live.pop(row["user_ref"], None)
+        buy = [p for s, p in live.values() if s == "B"]
+        sell = [p for s, p in live.values() if s == "S"]
+        times.append(row["time"])
+        bids.append(max(buy) * _DOLLARS if buy else nan)
+        asks.append(min(sell) * _DOLLARS if sell else nan)
+    return times, bids, asks
+
+
+def plot_loop(replay: LoopReplay, path: str | Path) -> Path:
+    """Draw ``replay`` into the PNG ``path``; returns the path."""
+    path = Path(path)
+    symbols = [inst.symbol for inst in replay.config.instruments]
+    tops = book_frame(replay.feed, symbols)
+    model = replay.summaries["model"]
+    gateware = replay.summaries.get("gateware")
+    fig, axes = plt.subplots(len(symbols), 2, figsize=(14, 3.6 * len(symbols)),
+                             squeeze=False, gridspec_kw={"width_ratios": [3, 1]})
+    for slot, symbol in enumerate(symbols):
+        ax, pos_ax = axes[slot]
+        top = tops[tops["slot"] == slot]
+        bid = top["bid_price"].where(top["bid_price"] > 0) * _DOLLARS
+        ask = top["ask_price"].where(top["ask_price"] > 0) * _DOLLARS
+        ax.step(top["time"], bid, where="post", color="tab:green", lw=0.8, label="best bid")
+        ax.step(top["time"], ask, where="post", color="tab:red", lw=0.8, label="best ask")
+        times, ours_bid, ours_ask = _our_best(model.orders, slot)
+        ax.step(times, ours_bid, where="post", color="darkgreen", lw=1.6, ls="--",
+                label="our bid (model)")
+        ax.step(times, ours_ask, where="post", color="darkred", lw=1.6, ls="--",
+                label="our ask (model)")
+        if gateware is not None:
+            g_times, g_bid, g_ask = _our_best(gateware.orders, slot)
+            ax.plot(g_times, g_bid, "x", color="darkgreen", ms=4, label="gateware orders")
+            ax.plot(g_times, g_ask, "x", color="darkred", ms=4)
+        fills = [f for f in replay.model.fills if f.slot == slot]
+        for side, marker, color in (("B", "^", "tab:blue"), ("S", "v", "tab:orange")):
+            mine = [f for f in fills if f.side.name[0] == side]
+            ax.scatter([f.time for f in mine], [f.price * _DOLLARS for f in mine],
+                       marker=marker, color=color, s=36, zorder=5,
+                       label=f"fill ({'buy' if side == 'B' else 'sell'})")
+        if replay.differences:
+            first = replay.differences[0]["index"]
+            if first < len(model.orders) and model.orders[first]["slot"] == slot:
+                ax.axvline(model.orders[first]["time"], color="magenta", lw=1,
+                           label="first mismatch")
+        ax.set_title(f"{symbol}: book and quotes")
+        ax.set_xlabel("cycle")
+        ax.set_ylabel("price ($)")
+        ax.legend(loc="upper left", fontsize=7, ncol=2)
+        history = [r for r in replay.model.history if r.slot == slot]
+        pos_ax.step([0] + [r.time for r in history], [0] + [r.shares for r in history],
+                    where="post", color="black")
+        pos_ax.set_title(f"{symbol}: position")
+        pos_ax.set_xlabel("cycle")
+        pos_ax.set_ylabel("shares")
+        last = top["time"].iloc[-1] if len(top) else 0
+        pos_ax.set_xlim(0, max(last, *(r.time for r in history), 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,138 @@
+"""``tickgate replay --until loop``: parameters from TOML, the timed feed, and a generated session
+through the model's loop and the gateware loop, compared order by order."""
+
+import csv
+import json
+
+import dpkt
+import pytest
+
+from hdl.quote.loop import TICK_TO_ORDER
+from host.cli import main
+from host.replay.loop import load_params, run_loop, timed_feed
+from sim.capture import read_frames, write_pcap
+from sim.generator import SessionConfig, captured, default_instruments, generate_frames
+from sim.market_maker import FEED_GAP
+from sim.wire.net import TEST_FEED
+from sim.wire.ouch import decode_inbound_stream
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    config = SessionConfig(seed=3, messages=160, instruments=default_instruments(2))
+    path = tmp_path_factory.mktemp("loop") / "session.pcap"
+    write_pcap(path, captured(config, generate_frames(config)))
+    return path
+
+
+def test_params_are_the_defaults_then_the_file(tmp_path):
+    instruments, port = load_params(None, ["AAPL", "MSFT"])
+    assert [i.symbol for i in instruments] == ["AAPL", "MSFT"]
+    assert instruments[0].quote.levels == 2 and instruments[0].risk.collar == 1_000
+    assert port.max_live_orders == 48
+    params = tmp_path / "p.toml"
+    params.write_text('[quote.1]\nlevels = 3\nfair_value_mode = "MICROPRICE"\n'
+                      '[risk.all]\nmax_long = 7\n[port_limits]\nmax_live_orders = 5\n')
+    instruments, port = load_params(params, ["AAPL", "MSFT"])
+    assert [i.quote.levels for i in instruments] == [2, 3]
+    assert instruments[1].quote.fair_value_mode.name == "MICROPRICE"
+    assert [i.risk.max_long for i in instruments] == [7, 7]
+    assert port.max_live_orders == 5
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[quote.all]\nlevelz = 2\n", "levelz"),
+    ("[risk.all]\nmax_long = -1\n", "max_long"),
+    ("[quote.all\n", "p.toml"),
+])
+def test_bad_params_name_the_culprit(tmp_path, capsys, capture, text, message):
+    params = tmp_path / "p.toml"
+    params.write_text(text)
+    assert main(["replay", str(capture), "--until", "loop", "--model-only",
+                 "--params", str(params)]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_loop_options_need_until_loop(capsys, capture):
+    assert main(["replay", str(capture), "--until", "events", "--symbols", "AAPL"]) == 1
+    assert "need --until loop" in capsys.readouterr().err
+
+
+def test_timed_feed_follows_the_itch_clock(capture):
+    from host.replay.inputs import load_capture
+
+    feed, symbols = timed_feed(load_capture(capture))
+    assert symbols[:2] == ["AAPL", "MSFT"]
+    cycles = [cycle for cycle, _ in feed]
+    assert cycles == sorted(cycles) and cycles[0] == 0 and cycles[-1] > 0
+    assert FEED_GAP not in [item for _, item in feed]
+    assert 100 < len(feed) <= 160     # the skipped message types make no event
+
+
+def test_model_only_run_reports_each_instrument(tmp_path, capture):
+    """The whole loop is what replay runs by default; the outputs a quant opens."""
+    report, plot, pcap = tmp_path / "r.json", tmp_path / "loop.png", tmp_path / "orders.pcap"
+    assert main(["replay", str(capture), "--model-only", "--symbols", "MSFT", "--json",
+                 str(report), "--plot", str(plot), "--orders-pcap", str(pcap)]) == 0
+    data = json.loads(report.read_text())
+    assert data["instruments"] == ["MSFT"] and "gateware" not in data
+    assert data["stopped"] is False
+    (msft,) = data["model"]["instruments"]
+    assert msft["symbol"] == "MSFT" and msft["orders"] == data["model"]["orders"] > 0
+    assert msft["orders"] == msft["enter"] + msft["replace"] + msft["cancel"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    stream = b"".join(dpkt.ethernet.Ethernet(f.frame).data.data.data for f in read_frames(pcap))
+    assert len(decode_inbound_stream(stream)) == msft["orders"]
+
+
+def test_unknown_symbol_is_an_error(capsys, capture):
+    assert main(["replay", str(capture), "--model-only", "--symbols", "ZZZZ"]) == 1
+    assert "ZZZZ not in the capture's stock directory" in capsys.readouterr().err
+
+
+def test_the_loop_runs_in_amaranth_only(capsys, capture):
+    assert main(["replay", str(capture), "--sim", "icarus"]) == 1
+    assert "Amaranth's simulator only" in capsys.readouterr().err
+
+
+def test_generated_session_model_and_gateware_send_the_same_orders(tmp_path, capture):
+    report, orders = tmp_path / "r.json", tmp_path / "orders.csv"
+    status = main(["replay", str(capture), "--until", "loop", "--max-gap", "300", "--latency",
+                   "200", "--json", str(report), "--orders-out", str(orders)])
+    data = json.loads(report.read_text())
+    assert status == 0 and data["mismatches"] == 0, data["differences"]
+    model, gateware = data["model"], data["gateware"]
+    assert model["orders"] == gateware["orders"] > 20
+    assert model["instruments"] == gateware["instruments"]
+    assert sum(i["fills"] for i in model["instruments"]) > 0
+    with open(orders, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * model["orders"]
+    by_run = {run: [r for r in rows if r["run"] == run] for run in ("model", "gateware")}
+    assert [r["packet"] for r in by_run["model"]] == [r["packet"] for r in by_run["gateware"]]
+    assert {r["kind"] for r in rows} == {"enter", "replace", "cancel"}
+    lat = gateware["tick_to_order_cycles"]
+    assert lat["min"] == TICK_TO_ORDER and lat["samples"] > 10
+
+
+def test_feed_for_the_wrong_port_is_an_error(capsys, capture):
+    assert main(["replay", str(capture), "--until", "loop", "--model-only",
+                 "--port", str(TEST_FEED.port + 1)]) == 1
+    assert str(TEST_FEED.port + 1) in capsys.readouterr().err
+
+
+def test_a_stopped_run_reports_what_was_done(capture):
+    """What Ctrl-C does: the gateware run ends at the next progress point, the model replays
+    the same items, and the orders the gateware sent are compared."""
+    from host.gatesim.loop_tb import PROGRESS_CYCLES
+    from host.replay.inputs import load_capture
+
+    calls = []
+    replay = run_loop(load_capture(capture), max_gap=300, latency=200,
+                      progress=lambda done, total: calls.append((done, total)),
+                      stop=lambda: len(calls) >= 12)
+    assert replay.stopped and replay.gateware.stopped
+    assert replay.gateware.cycles == 11 * PROGRESS_CYCLES
+    fed, total = calls[-1]
+    assert 0 < fed < total and len(replay.feed) == fed == replay.gateware.fed
+    assert replay.gateware.sent and replay.mismatches == 0
