@@ -28,3 +28,14 @@ def test_bench_through_the_book_reports_the_documented_latencies(tmp_path, capsy
     assert figures["model_messages_per_s_generated"] > 0
     out = capsys.readouterr().out
     assert "top-of-book update out" in out and f"min {book['min']} / " in out
+
+
+def test_model_only_bench_measures_both_models(tmp_path):
+    figures_file = tmp_path / "bench.json"
+    assert main(["bench", "--model-only", "--messages", "3000", "--json",
+                 str(figures_file)]) == 0
+    figures = json.loads(figures_file.read_text())
+    assert figures["messages"] > 2_500
+    assert figures["model_messages_per_s_generated"] > 0
+    assert figures["loop_model_events_per_s_generated"] > 0
+    assert "icarus" not in figures

@@ -1,13 +1,12 @@
-"""``tickgate replay --until loop``: parameters from TOML, the timed feed, and a generated session
-through the model's loop and the gateware loop, compared order by order."""
+"""``tickgate replay`` (the loop): parameters from TOML, the timed feed, the reports and outputs,
+errors, and a stopped run. A whole run, model and gateware compared order by order, is
+``tests/test_demo.py``'s."""
 
-import csv
 import json
 
 import dpkt
 import pytest
 
-from hdl.quote.loop import TICK_TO_ORDER
 from host.cli import main
 from host.replay.loop import load_params, run_loop, timed_feed
 from sim.capture import read_frames, write_pcap
@@ -93,26 +92,6 @@ def test_unknown_symbol_is_an_error(capsys, capture):
 def test_the_loop_runs_in_amaranth_only(capsys, capture):
     assert main(["replay", str(capture), "--sim", "icarus"]) == 1
     assert "Amaranth's simulator only" in capsys.readouterr().err
-
-
-def test_generated_session_model_and_gateware_send_the_same_orders(tmp_path, capture):
-    report, orders = tmp_path / "r.json", tmp_path / "orders.csv"
-    status = main(["replay", str(capture), "--until", "loop", "--max-gap", "300", "--latency",
-                   "200", "--json", str(report), "--orders-out", str(orders)])
-    data = json.loads(report.read_text())
-    assert status == 0 and data["mismatches"] == 0, data["differences"]
-    model, gateware = data["model"], data["gateware"]
-    assert model["orders"] == gateware["orders"] > 20
-    assert model["instruments"] == gateware["instruments"]
-    assert sum(i["fills"] for i in model["instruments"]) > 0
-    with open(orders, newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 2 * model["orders"]
-    by_run = {run: [r for r in rows if r["run"] == run] for run in ("model", "gateware")}
-    assert [r["packet"] for r in by_run["model"]] == [r["packet"] for r in by_run["gateware"]]
-    assert {r["kind"] for r in rows} == {"enter", "replace", "cancel"}
-    lat = gateware["tick_to_order_cycles"]
-    assert lat["min"] == TICK_TO_ORDER and lat["samples"] > 10
 
 
 def test_feed_for_the_wrong_port_is_an_error(capsys, capture):

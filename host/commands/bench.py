@@ -29,6 +29,10 @@ def register(subparsers) -> None:
                              "tick to trade from a message's last byte to its order's first "
                              "beat (Amaranth's simulator; --messages defaults to 60 there)")
     parser.add_argument("--aapl", metavar="FILE", help="also measure the model on this ITCH file")
+    parser.add_argument("--model-only", action="store_true",
+                        help="measure only the models (feed ingress; and the market maker's "
+                             "loop quoting 2 instruments): a 1,000,000-message session in a "
+                             "minute or so")
     parser.add_argument("--synth", action="store_true", help="also build for the ULX3S (minutes)")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     parser.set_defaults(func=bench)
@@ -41,6 +45,22 @@ def _model_rate(frames_or_input) -> tuple[float, int]:
     messages = sum(v for k, v in run.stats["itch_decode"].items()
                    if k not in ("unknown_type", "bad_length", "bad_side"))
     return messages / run.wall_seconds, messages
+
+
+def _loop_model_rate(inp) -> tuple[float, int]:
+    """Messages per second of the whole model: feed ingress, book and the market maker's loop
+    quoting the first 2 instruments of the stock directory with the replay's defaults."""
+    import time
+
+    from host.replay.loop import load_params, timed_feed
+    from sim.market_maker import MarketMaker, MarketMakerConfig
+
+    start = time.perf_counter()
+    feed, directory = timed_feed(inp)
+    instruments, port = load_params(None, directory[:2])
+    MarketMaker(MarketMakerConfig(instruments, port)).run(feed)
+    seconds = time.perf_counter() - start
+    return len(feed) / seconds, len(feed)
 
 
 def _trade(args) -> int:
@@ -116,6 +136,7 @@ def bench(args) -> int:
 
     console = Console()
     figures: dict = {}
+    simulators = [] if args.model_only else (args.sim or ["icarus"])
     with tempfile.TemporaryDirectory(prefix="tickgate-bench-") as tmp:
         capture = Path(tmp) / "bench.pcap"
         config = SessionConfig(seed=args.seed, messages=args.messages,
@@ -125,14 +146,20 @@ def bench(args) -> int:
         tracked = None
         if args.until == "book":
             tracked = default_tracking(decoded_events(inp), BookGeometry().slots)
-        model = run_model(inp, tracked)
+        model = run_model(inp, tracked) if simulators else None
         rate, messages = _model_rate(inp)
         figures["model_messages_per_s_generated"] = round(rate)
         figures["messages"] = messages
         if args.aapl:
             rate, _ = _model_rate(load_capture(args.aapl))
             figures["model_messages_per_s_aapl"] = round(rate)
-        for simulator in args.sim or ["icarus"]:
+        if args.model_only:
+            rate, _ = _loop_model_rate(inp)
+            figures["loop_model_events_per_s_generated"] = round(rate)
+            if args.aapl:
+                rate, _ = _loop_model_rate(load_capture(args.aapl))
+                figures["loop_model_events_per_s_aapl"] = round(rate)
+        for simulator in simulators:
             gateware = run_gateware(inp, simulator=simulator, expected=model, tracked=tracked)
             lat = latency_summary(gateware.latencies)
             figures[simulator] = {
@@ -167,7 +194,11 @@ def bench(args) -> int:
     if "model_messages_per_s_aapl" in figures:
         table.add_row("model speed (AAPL file)",
                       f"{figures['model_messages_per_s_aapl']:,} messages/s")
-    for simulator in args.sim or ["icarus"]:
+    for key, what in (("generated", "generated session"), ("aapl", "AAPL file")):
+        if f"loop_model_events_per_s_{key}" in figures:
+            table.add_row(f"loop model speed ({what}, ingress to fills)",
+                          f"{figures[f'loop_model_events_per_s_{key}']:,} events/s")
+    for simulator in simulators:
         f = figures[simulator]
         # With the book behind it, the ingress's events stay inside the core: no figure.
         if f["latency_cycles"]:
@@ -190,5 +221,5 @@ def bench(args) -> int:
         console.print(report.format_table())
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
-    bad = any(figures[s]["mismatches"] for s in args.sim or ["icarus"])
+    bad = any(figures[s]["mismatches"] for s in simulators)
     return 1 if bad else 0
