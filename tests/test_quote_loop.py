@@ -125,3 +125,16 @@ def model_live_at(result, time: int) -> list[tuple[int, object]]:
         elif isinstance(message, Rejected):
             open_shares.pop(message.user_ref_num, None)
     return list(open_shares.items())
+
+
+def test_a_run_ends_at_until_and_writes_its_waveform(session, tmp_path):
+    """What replay's --waves uses: the run ends in the cycle asked for, and the VCD holds the
+    loop's signals up to there."""
+    symbols, feed = session
+    waves = tmp_path / "loop.vcd"
+    run = LoopBench(_config(symbols)).run(feed, until=1_500, vcd=str(waves))
+    assert run.stopped and run.cycles == 1_500 and run.fed < len(feed)
+    text = waves.read_text()
+    assert "$enddefinitions" in text and "quoter" in text and "ouch_tx" in text
+    times = [int(line[1:]) for line in text.splitlines() if line.startswith("#")]
+    assert times and 1_400 * 10**7 < max(times) <= 1_501 * 10**7   # 10 ns a cycle, in fs

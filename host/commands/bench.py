@@ -22,12 +22,16 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sim", action="append", choices=("icarus", "verilator"),
                         help="simulator(s) to measure (repeatable; default icarus)")
-    parser.add_argument("--until", choices=("events", "book", "trade"), default="events",
+    parser.add_argument("--until", choices=("events", "book", "trade", "loop"),
+                        default="events",
                         help="events: the feed ingress (default); book: the ingress and the book, "
                              "tracking the first instruments of the stock directory; trade: the "
                              "whole core set up by the host driver, one message per frame, "
                              "tick to trade from a message's last byte to its order's first "
-                             "beat (Amaranth's simulator; --messages defaults to 60 there)")
+                             "beat (Amaranth's simulator; --messages defaults to 60 there); "
+                             "loop: the loop replay of a generated session (model and "
+                             "gateware) with 1 job and with 2, and the speed-up (--messages "
+                             "defaults to 200 there, 2 instruments quoted)")
     parser.add_argument("--aapl", metavar="FILE", help="also measure the model on this ITCH file")
     parser.add_argument("--model-only", action="store_true",
                         help="measure only the models (feed ingress; and the market maker's "
@@ -61,6 +65,50 @@ def _loop_model_rate(inp) -> tuple[float, int]:
     MarketMaker(MarketMakerConfig(instruments, port)).run(feed)
     seconds = time.perf_counter() - start
     return len(feed) / seconds, len(feed)
+
+
+def _loop(args) -> int:
+    """Wall time of the loop replay with 1 job and with 2 shards, and whether they agree."""
+    import json
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from host.replay.inputs import load_capture
+    from host.replay.loop import run_loop
+    from host.replay.shards import run_loop_sharded
+    from sim.capture import write_pcap
+    from sim.generator import SessionConfig, captured, default_instruments, generate_frames
+
+    count = max(2, min(args.instruments, 8))
+    insts = default_instruments(count)
+    symbols = [i.symbol for i in insts[:2]]
+    options = dict(latency=200, max_gap=300)
+    with tempfile.TemporaryDirectory(prefix="tickgate-bench-") as tmp:
+        capture = str(Path(tmp) / "loop.pcap")
+        config = SessionConfig(seed=args.seed, messages=args.messages or 200, instruments=insts)
+        write_pcap(capture, captured(config, generate_frames(config)))
+        start = time.perf_counter()
+        one = run_loop(load_capture(capture), symbols=symbols, **options)
+        one_s = time.perf_counter() - start
+        start = time.perf_counter()
+        two = run_loop_sharded(capture, {}, symbols, options, jobs=2)
+        two_s = time.perf_counter() - start
+    agree = all(one.summaries[side].per_slot == two.summaries[side].per_slot
+                for side in ("model", "gateware"))
+    figures = {"messages": config.messages, "instruments": symbols,
+               "orders": len(one.model.sent), "one_job_s": round(one_s, 1),
+               "two_jobs_s": round(two_s, 1), "speed_up": round(one_s / two_s, 2),
+               "mismatches": one.mismatches + two.mismatches, "shards_agree": agree}
+    print(f"tickgate bench: the loop replay of {config.messages} generated messages quoting "
+          f"{', '.join(symbols)} ({figures['orders']} orders, model and gateware)")
+    print(f"  1 job:  {one_s:7.1f} s")
+    print(f"  2 jobs: {two_s:7.1f} s   speed-up {one_s / two_s:.2f}x")
+    print(f"  mismatches {figures['mismatches']}; per-instrument figures of the 2 shards "
+          f"{'equal' if agree else 'DIFFER FROM'} those of 1 job")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0 if agree and not figures["mismatches"] else 1
 
 
 def _trade(args) -> int:
@@ -117,6 +165,8 @@ def _trade(args) -> int:
 def bench(args) -> int:
     if args.until == "trade":
         return _trade(args)
+    if args.until == "loop":
+        return _loop(args)
     args.messages = args.messages or 20_000
     import json
     import tempfile

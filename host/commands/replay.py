@@ -79,6 +79,18 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                       help="the gateware's orders reach the exchange --latency cycles after "
                            "they leave it, not in the cycle the model's do (lockstep, the "
                            "default): shows what the gateware's own latency changes")
+    loop.add_argument("--waves", metavar="FILE.vcd",
+                      help="on a mismatch, write the gateware loop's signals from cycle 0 to "
+                           "500 cycles past the first differing order (with shards, one file "
+                           "per shard: FILE.shardK.vcd)")
+    loop.add_argument("--jobs", type=int, default=1,
+                      help="split the instruments into this many shards and replay them in "
+                           "as many worker processes (each instrument's figures are those of "
+                           "one job while the port-wide limits leave room)")
+    loop.add_argument("--dask", metavar="ADDRESS",
+                      help="run the shards (one per instrument, or --jobs of them) on the Dask "
+                           "scheduler at ADDRESS (tcp://host:8786); the workers need tickgate "
+                           "and the capture at the same path")
     loop.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                       help="progress bar of the gateware run (auto: when stderr is a terminal)")
     feed = parser.add_argument_group("feed selection (default: the busiest UDP flow)")
@@ -112,9 +124,10 @@ def replay(args) -> int:
         raise SystemExit("tickgate replay: --track and --bbo-out need --until book")
     if args.until == "loop":
         return _replay_loop(args)
-    if args.symbols or args.params or args.orders_out or args.orders_pcap or args.plot:
-        raise SystemExit("tickgate replay: --symbols, --params, --orders-out, --orders-pcap "
-                         "and --plot need --until loop")
+    if (args.symbols or args.params or args.orders_out or args.orders_pcap or args.plot
+            or args.jobs != 1 or args.dask or args.waves):
+        raise SystemExit("tickgate replay: --symbols, --params, --orders-out, --orders-pcap, "
+                         "--plot, --waves, --jobs and --dask need --until loop")
     if args.sim == "amaranth":
         raise SystemExit("tickgate replay: --until events and book run on icarus or verilator")
     slots = BookGeometry().slots
@@ -158,10 +171,13 @@ def _replay_loop(args) -> int:
     from host.replay.inputs import load_capture
     from host.replay.loop import run_loop
     from host.replay.loop_report import loop_json, print_loop_report, write_orders_csv
+    from host.replay.shards import run_loop_sharded
     from sim.capture import CaptureError
     from sim.order_capture import write_orders_pcap
     from sim.position import FeeSchedule
 
+    if args.jobs < 1:
+        raise SystemExit("tickgate replay: --jobs is 1 or more")
     if args.sim not in (None, "amaranth"):
         raise SystemExit(f"tickgate replay: the loop runs in Amaranth's simulator only, not "
                          f"{args.sim} (--until events or book run on {args.sim})")
@@ -181,18 +197,27 @@ def _replay_loop(args) -> int:
     try:
         with Progress(disable=not show, transient=True) as bar:
             task = bar.add_task("gateware loop", total=None)
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            loader = dict(ip=args.ip, port=args.port, vlan=args.vlan, limit=args.limit)
+            options = dict(params=args.params, fees=FeeSchedule(args.maker_rebate,
+                                                                args.taker_fee),
+                           latency=args.latency, max_gap=args.max_gap,
+                           gateware=not args.model_only, lockstep=not args.free_running,
+                           waves=args.waves)
+            symbols = [s.strip() for s in args.symbols.split(",")] if args.symbols else None
             try:
-                inp = load_capture(args.capture, ip=args.ip, port=args.port, vlan=args.vlan,
-                                   limit=args.limit)
-                symbols = ([s.strip() for s in args.symbols.split(",")] if args.symbols
-                           else None)
-                replay = run_loop(
-                    inp, symbols=symbols, params=args.params,
-                    fees=FeeSchedule(args.maker_rebate, args.taker_fee),
-                    latency=args.latency, max_gap=args.max_gap, gateware=not args.model_only,
-                    progress=lambda done, total: bar.update(task, completed=done,
-                                                            total=total),
-                    stop=lambda: bool(interrupted), lockstep=not args.free_running)
+                inp = load_capture(args.capture, **loader)
+                if args.jobs > 1 or args.dask:
+                    # Workers get Ctrl-C too: a sharded run is aborted, not stopped.
+                    signal.signal(signal.SIGINT, previous)
+                    bar.update(task, description="shards")
+                    replay = run_loop_sharded(args.capture, loader, symbols, options,
+                                              jobs=args.jobs, dask=args.dask, done=progress)
+                else:
+                    replay = run_loop(inp, symbols=symbols, progress=progress,
+                                      stop=lambda: bool(interrupted), **options)
             except (CaptureError, OSError, ValueError) as error:
                 raise SystemExit(f"tickgate replay: {error}") from error
     finally:

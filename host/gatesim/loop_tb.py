@@ -38,6 +38,8 @@ __all__ = ["PROGRESS_CYCLES", "LoopBench", "LoopRun", "SentRecord", "compress"]
 
 #: How often a run reports progress and asks whether to stop.
 PROGRESS_CYCLES = 1024
+#: Cycles the loop must stay still before the bench ticks through an idle stretch at once.
+CALM = 16
 
 BEAT_BYTES = 8
 _TOP_FIELDS = ("slot", "locate", "bid_price", "bid_shares", "ask_price", "ask_shares", "seq",
@@ -110,7 +112,10 @@ class LoopBench:
             raise ValueError("the bench drives `armed` directly: no heartbeat watchdog")
         self.config = config
         self.clordid_prefix = clordid_prefix
-        self.dut = QuoteLoop(8, slot_bits=3, first_user_ref=config.first_user_ref)
+        #: Tick through idle stretches at once (the cycles still run; the bench does less).
+        self.skip_idle = True
+        # As many slots as instruments: a smaller loop simulates faster, and decides alike.
+        self.dut = QuoteLoop(n, slot_bits=3, first_user_ref=config.first_user_ref)
         self.books = Books(slots=n)
         for slot, inst in enumerate(config.instruments):
             self.books.track_symbol(slot, symbol_int(inst.symbol))
@@ -120,7 +125,8 @@ class LoopBench:
             kill_at: int | None = None, cause: str = "killed",
             progress: Callable[[int, int], None] | None = None,
             stop: Callable[[], bool] | None = None,
-            exchange_times: Sequence[int] | None = None) -> LoopRun:
+            exchange_times: Sequence[int] | None = None, until: int | None = None,
+            vcd: str | None = None) -> LoopRun:
         """Run ``feed`` (``(cycle, event)``, nondecreasing; a :data:`~sim.market_maker.FEED_GAP`
         item raises ``feed_gap`` for good, as the model's) and on until ``settle`` cycles in a
         row have nothing in flight (the exchange's last answers, the loop's last orders).
@@ -138,7 +144,11 @@ class LoopBench:
         get every answer in the same cycle while their orders agree, and differ only where the
         gateware decides differently: the model decides in the cycle of its trigger, the
         gateware 36 cycles later, so without lockstep an answer and a feed event that close
-        together can be taken in either order."""
+        together can be taken in either order.
+
+        ``until``: end the run in that cycle (``stopped`` set) whatever is in flight. ``vcd``:
+        write every signal of the loop, from cycle 0 to the end of the run, to that VCD file
+        (with ``until``, a window up to a point of interest)."""
         if cause not in ("killed", "heartbeat_lost"):
             raise ValueError(f"cause is killed or heartbeat_lost, not {cause!r}")
         self._cause = cause
@@ -146,8 +156,12 @@ class LoopBench:
         sim = Simulator(self.dut)
         sim.add_clock(1e-8)
         sim.add_testbench(self._bench(list(feed), result, settle, kill_at, progress, stop,
-                                      list(exchange_times or ())))
-        sim.run()
+                                      list(exchange_times or ()), until))
+        if vcd is None:
+            sim.run()
+        else:
+            with sim.write_vcd(vcd):
+                sim.run()
         return result
 
     def _configure(self, ctx) -> None:
@@ -161,9 +175,11 @@ class LoopBench:
             ctx.set(dut.clordid_prefix[k], char)
 
     def _bench(self, feed, result: LoopRun, quiet_cycles: int, kill_at: int | None,
-               progress, stop, exchange_times: list[int]):
+               progress, stop, exchange_times: list[int], until: int | None):
         dut, cfg, books, exchange = self.dut, self.config, self.books, self.exchange
         latency, n = cfg.latency, len(cfg.instruments)
+        # The stale-feed timer can act on its own in an idle stretch: then every cycle is run.
+        skip_idle = self.skip_idle and cfg.port.stale_feed_timeout == 0
         order = iter(range(1 << 62))          # ties in the heaps keep arrival order
 
         async def bench(ctx):
@@ -176,7 +192,7 @@ class LoopBench:
             tops: deque = deque()             # (update, feed item index) for the loop's input
             passed: deque = deque()           # decision cycles of passed actions, in order
             packet, first_beat = bytearray(), 0
-            fed = quiet = cycle = 0
+            fed = quiet = cycle = calm = 0
             answer_cycles: list[int] = []    # the cycle each answer's last beat was taken
             while True:
                 if cycle == kill_at:
@@ -222,6 +238,7 @@ class LoopBench:
                     ctx.set(beat.keep, (1 << len(chunk)) - 1)
                     ctx.set(beat.last, last)
                 ctx.set(dut.i_answer.valid, bool(answer_beats))
+                feeding = bool(tops or answer_beats)    # a transfer may happen this cycle
 
                 if tops and ctx.get(dut.i.ready):
                     result.top_cycles.append((cycle, tops.popleft()[1]))
@@ -262,14 +279,38 @@ class LoopBench:
                 quiet = quiet + 1 if idle else 0
                 if quiet >= quiet_cycles:
                     break
+                if cycle == until:
+                    result.stopped = True
+                    break
                 if cycle % PROGRESS_CYCLES == 0:
                     if progress is not None:
                         progress(fed, len(feed))
                     if stop is not None and stop():
                         result.stopped = True
                         break
-                await ctx.tick()
-                cycle += 1
+                # Nothing in flight and nothing due before the next item: tick straight to it
+                # (the cycles still run, only the bench's per-cycle work is saved).
+                ahead = 1
+                still = (not feeding and not ctx.get(dut.busy)
+                         and not ctx.get(dut.o_decision.valid) and not ctx.get(dut.o_fill.valid))
+                # A strobe between stages (an answer's ``answered``, a reprice) can leave
+                # ``busy`` low for a cycle or two: only a loop still for CALM cycles is idle.
+                calm = calm + 1 if still else 0
+                if skip_idle and calm >= CALM:
+                    due = [when for when in (
+                        feed[fed][0] if fed < len(feed) else None,
+                        to_client[0][0] if to_client else None,
+                        to_exchange[0][0] if to_exchange else None,
+                        kill_at if kill_at is not None and kill_at > cycle else None,
+                        until) if when is not None]
+                    if fed < len(feed) or to_client or to_exchange:
+                        due.append((cycle // PROGRESS_CYCLES + 1) * PROGRESS_CYCLES)
+                        ahead = max(1, min(due) - cycle)
+                if ahead == 1:
+                    await ctx.tick()
+                else:
+                    await ctx.tick().repeat(ahead)
+                cycle += ahead
 
             result.cycles, result.fed = cycle, fed
             result.positions = [_Shares(ctx.get(dut.position[k])) for k in range(n)]

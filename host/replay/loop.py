@@ -41,12 +41,14 @@ from sim.position import FeeSchedule, PositionBook
 from sim.udp_rx import UdpRxConfig
 from sim.wire.ouch import CancelOrder, EnterOrder, ReplaceOrder
 
-__all__ = ["DEFAULT_PARAMS", "ORDER_COLUMNS", "LoopReplay", "load_params", "run_loop",
-           "timed_feed"]
+__all__ = ["DEFAULT_PARAMS", "ORDER_COLUMNS", "WAVES_AFTER", "LoopReplay", "SideSummary",
+           "load_params", "replay_feed", "run_loop", "timed_feed"]
 
 DEFAULT_PARAMS = Path(__file__).with_name("default_params.toml")
 #: Cycles a pause in the capture is shortened to by default.
 DEFAULT_MAX_GAP = 2_000
+#: How far past the first differing order the waveform goes.
+WAVES_AFTER = 500
 _KINDS = {EnterOrder: "enter", ReplaceOrder: "replace", CancelOrder: "cancel"}
 #: The fields of one order row (``time``: the cycle the risk gate passed it; ``orig_ref``: a
 #: Replace's original UserRefNum, else 0; ``packet``: its SoupBinTCP bytes in hex).
@@ -107,6 +109,13 @@ def timed_feed(inp: ReplayInput, clk_hz: int = DEFAULT_CLK_HZ
     return feed, symbols
 
 
+def replay_feed(inp: ReplayInput, max_gap: int = DEFAULT_MAX_GAP
+                ) -> tuple[list[tuple[int, ItchEvent | str]], list[str]]:
+    """:func:`timed_feed` with pauses over ``max_gap`` cycles shortened to it (0: kept)."""
+    feed, directory = timed_feed(inp)
+    return (compress(feed, max_gap) if max_gap else feed), directory
+
+
 @dataclass
 class SideSummary:
     """What one side (model or gateware) did, per instrument slot and in all."""
@@ -129,6 +138,8 @@ class LoopReplay:
     #: orders still in flight when it stopped may be missing from the gateware's.
     stopped: bool = False
     lockstep: bool = True
+    #: The VCD written around the first mismatch, if any.
+    waves: str | None = None
 
 
 def _order_rows(records, slot_of_ref: dict[int, int], symbols: list[str]) -> list[dict]:
@@ -206,7 +217,8 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
              fees: FeeSchedule | None = None, latency: int = 2_500,
              max_gap: int = DEFAULT_MAX_GAP, gateware: bool = True,
              progress: Callable[[int, int], None] | None = None,
-             stop: Callable[[], bool] | None = None, lockstep: bool = True) -> LoopReplay:
+             stop: Callable[[], bool] | None = None, lockstep: bool = True,
+             waves: str | None = None) -> LoopReplay:
     """Run the capture's market-maker loop through the model and, with ``gateware``, through
     the gateware loop, and compare their orders.
 
@@ -214,8 +226,10 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
     early, the model is run again on the feed items the gateware was given, so both sides
     cover the same part of the capture (``LoopReplay.stopped``). With ``lockstep`` the
     gateware's orders reach the exchange when the model's do (see :meth:`LoopBench.run`), so
-    the two loops are compared on the same answers; without, on the gateware's own timing."""
-    feed, directory = timed_feed(inp)
+    the two loops are compared on the same answers; without, on the gateware's own timing.
+    On a mismatch, ``waves`` names a VCD file to write: the gateware run again from cycle 0 to
+    :data:`WAVES_AFTER` cycles past the first differing order."""
+    feed, directory = replay_feed(inp, max_gap)
     if not symbols and not directory:
         raise ValueError("the capture has no stock directory message, so no instrument to "
                          "quote can be found by its symbol")
@@ -227,8 +241,6 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
         raise ValueError(f"{', '.join(unknown)} not in the capture's stock directory "
                          f"({', '.join(directory[:12])}{' ...' if len(directory) > 12 else ''})")
     instruments, port = load_params(params, symbols)
-    if max_gap:
-        feed = compress(feed, max_gap)
     config = MarketMakerConfig(instruments, port, latency=latency,
                                fees=fees or FeeSchedule())
     model = MarketMaker(config).run(feed)
@@ -273,11 +285,19 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
                 if k >= len(ours) or k >= len(theirs) or ours[k] != theirs[k]]
         replay.mismatches = len(diff)
         for k in diff[:5]:
+            first = model_rows[k] if k < len(model_rows) else rows[k]
             replay.differences.append({
-                "index": k,
+                "index": k, "time": first["time"], "slot": first["slot"],
                 "model": str(model.sent[k].message) if k < len(ours) else None,
                 "gateware": str(run.sent[k].message) if k < len(theirs) else None,
                 "context": [str(r.message) for r in model.sent[max(0, k - 2):k]]})
+        if diff and waves is not None:
+            k = diff[0]
+            mark = max(run.sent[k].time if k < len(run.sent) else 0,
+                       model.sent[k].time if k < len(model.sent) else 0)
+            LoopBench(dataclasses.replace(config)).run(
+                feed, exchange_times=times, until=mark + WAVES_AFTER, vcd=waves)
+            replay.waves = waves
     return replay
 
 

@@ -26,7 +26,7 @@ def _money(units: int) -> str:
 def loop_json(inp: ReplayInput, replay: LoopReplay) -> dict:
     out = {"capture": inp.describe(), "mismatches": replay.mismatches,
            "differences": replay.differences, "stopped": replay.stopped,
-           "lockstep": replay.lockstep,
+           "lockstep": replay.lockstep, "waves": replay.waves,
            "instruments": [i.symbol for i in replay.config.instruments]}
     for side, summary in replay.summaries.items():
         out[side] = {"instruments": summary.per_slot, "orders": len(summary.orders),
@@ -71,8 +71,11 @@ def print_loop_report(inp: ReplayInput, replay: LoopReplay, console: Console | N
                       f"for byte: model {len(replay.model.sent)}, gateware "
                       f"{len(replay.gateware.sent)})")
         for diff in replay.differences:
-            console.print(f"  order {diff['index']}: model {diff['model']}")
+            console.print(f"  order {diff['index']} (cycle {diff['time']:,}, slot "
+                          f"{diff['slot']}): model {diff['model']}")
             console.print(f"  {' ' * len(str(diff['index']))}        gateware {diff['gateware']}")
+        if replay.waves:
+            console.print(f"waveform of the first mismatch -> {replay.waves}")
 
 
 def write_orders_csv(path: str | Path, replay: LoopReplay) -> int:

@@ -80,11 +80,9 @@ def plot_loop(replay: LoopReplay, path: str | Path) -> Path:
             ax.scatter([f.time for f in mine], [f.price * _DOLLARS for f in mine],
                        marker=marker, color=color, s=36, zorder=5,
                        label=f"fill ({'buy' if side == 'B' else 'sell'})")
-        if replay.differences:
-            first = replay.differences[0]["index"]
-            if first < len(model.orders) and model.orders[first]["slot"] == slot:
-                ax.axvline(model.orders[first]["time"], color="magenta", lw=1,
-                           label="first mismatch")
+        first = next((d for d in replay.differences if d["slot"] == slot), None)
+        if first is not None:
+            ax.axvline(first["time"], color="magenta", lw=1, label="first mismatch")
         ax.set_title(f"{symbol}: book and quotes")
         ax.set_xlabel("cycle")
         ax.set_ylabel("price ($)")
