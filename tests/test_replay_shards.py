@@ -53,9 +53,9 @@ def test_gateware_shards_on_a_local_dask_cluster(tmp_path, capture):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        data = _replay(capture, tmp_path, "dask", "--limit", "3", "--symbols", "AAPL,MSFT",
+        data = _replay(capture, tmp_path, "dask", "--limit", "2", "--symbols", "AAPL,MSFT",
                        "--max-gap", "300", "--latency", "200", "--dask", cluster.scheduler_address)
-    one = _replay(capture, tmp_path, "one", "--limit", "3", "--symbols", "AAPL,MSFT",
+    one = _replay(capture, tmp_path, "one", "--limit", "2", "--symbols", "AAPL,MSFT",
                   "--max-gap", "300", "--latency", "200", "--model-only")
     assert data["mismatches"] == 0, data["differences"]
     assert data["gateware"]["instruments"] == data["model"]["instruments"] == one["model"][

@@ -253,19 +253,19 @@ def bench(args) -> int:
         # With the book behind it, the ingress's events stay inside the core: no figure.
         if f["latency_cycles"]:
             lat = f["latency_cycles"]
-            table.add_row(f"[{simulator}] latency, last byte in -> event out",
+            table.add_row(f"\\[{simulator}] latency, last byte in -> event out",
                           f"min {lat['min']} / median {lat['median']} / max {lat['max']} cycles")
         if "top_of_book_latency_cycles" in f:
             lat = f["top_of_book_latency_cycles"] or {}
-            table.add_row(f"[{simulator}] latency, last byte in -> top-of-book update out",
+            table.add_row(f"\\[{simulator}] latency, last byte in -> top-of-book update out",
                           f"min {lat.get('min')} / median {lat.get('median')} / "
                           f"max {lat.get('max')} cycles ({f['top_of_book_updates']:,} updates)")
-        table.add_row(f"[{simulator}] input beats / cycles / stall cycles",
+        table.add_row(f"\\[{simulator}] input beats / cycles / stall cycles",
                       f"{f['input_beats']:,} / {f['input_cycles']:,} / {f['stall_cycles']:,}")
-        table.add_row(f"[{simulator}] simulation speed",
+        table.add_row(f"\\[{simulator}] simulation speed",
                       f"{f['sim_messages_per_s']:,} messages/s "
                       f"({f['sim_cycles_per_s']:,} cycles/s)")
-        table.add_row(f"[{simulator}] mismatches", str(f["mismatches"]))
+        table.add_row(f"\\[{simulator}] mismatches", str(f["mismatches"]))
     console.print(table)
     if report is not None:
         console.print(report.format_table())
