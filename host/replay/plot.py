@@ -83,18 +83,21 @@ def plot_loop(replay: LoopReplay, path: str | Path) -> Path:
         first = next((d for d in replay.differences if d["slot"] == slot), None)
         if first is not None:
             ax.axvline(first["time"], color="magenta", lw=1, label="first mismatch")
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_title(f"{symbol}: book and quotes")
         ax.set_xlabel("cycle")
         ax.set_ylabel("price ($)")
         ax.legend(loc="upper left", fontsize=7, ncol=2)
         history = [r for r in replay.model.history if r.slot == slot]
-        pos_ax.step([0] + [r.time for r in history], [0] + [r.shares for r in history],
+        end = max([1, *(r.time for r in history)]
+                  + ([replay.feed[-1][0]] if replay.feed else []))
+        shares = [0] + [r.shares for r in history]
+        pos_ax.step([0] + [r.time for r in history] + [end], [*shares, shares[-1]],
                     where="post", color="black")
         pos_ax.set_title(f"{symbol}: position")
         pos_ax.set_xlabel("cycle")
         pos_ax.set_ylabel("shares")
-        last = top["time"].iloc[-1] if len(top) else 0
-        pos_ax.set_xlim(0, max(last, *(r.time for r in history), 1))
+        pos_ax.set_xlim(0, end)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
