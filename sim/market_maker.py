@@ -236,9 +236,6 @@ class MarketMaker:
         self._deadlines: set[int] = set()
         self._fed = 0
         self._trigger = Trigger.HOST
-        # Feed items of the current cycle applied but not yet evaluated, and the slots touched.
-        self._feed_due = False
-        self._touched: list[int] = []
         self._result = MarketMakerResult([], [], [], [], [], self.gate.stats,
                                          self.positions.positions, self.exchange.stats, 0)
 
@@ -280,8 +277,6 @@ class MarketMaker:
                 self._fed += 1
                 self._trigger = Trigger.FEED
                 self._feed(item, now)
-                if upcoming is None or upcoming[0] != now:
-                    self._evaluate_feed(now)
             else:
                 now, kind, _, payload = heapq.heappop(self._heap)
                 self._trigger = _TRIGGERS[kind]
@@ -320,15 +315,14 @@ class MarketMaker:
         self._evaluate(now, range(len(self.quoters)))
 
     def _feed(self, item: ItchEvent | str, now: int) -> None:
-        """Apply one feed item; the evaluation waits for the cycle's last item
-        (:meth:`_evaluate_feed`)."""
-        self._feed_due = True
         if item == FEED_GAP:
             self.gate.feed_gap = True
+            self._evaluate(now, ())
             return
         trade = feed_trade(self.books, item)
         updates = self.books.push(item)
         self._deliver(self.exchange.on_trade(trade, now), now)
+        touched = []
         for update in updates:
             slot = update.slot
             if slot >= len(self.quoters):
@@ -337,16 +331,9 @@ class MarketMaker:
             self.quoters[slot].on_book(update, now)
             self.gate.on_book(update, now)
             self.positions.set_mark(slot, mid_price(update))
-            if slot not in self._touched:
-                self._touched.append(slot)
-
-    def _evaluate_feed(self, now: int) -> None:
-        """Evaluate the instruments the cycle's feed items touched, once each, on their newest
-        top: the gateware quoter prices a slot on the newest top it has when its turn comes,
-        and the updates of one cycle reach it within its front end's few cycles."""
-        if self._feed_due:
-            touched, self._touched, self._feed_due = self._touched, [], False
-            self._evaluate(now, touched)
+            if slot not in touched:
+                touched.append(slot)
+        self._evaluate(now, touched)
 
     def _to_exchange(self, packet: bytes, now: int) -> None:
         self._deliver(self.exchange.receive(packet, now), now)

@@ -25,5 +25,13 @@ def test_demo_ends_with_no_mismatch_and_a_plot(tmp_path, capsys):
     by_run = {run: [r["packet"] for r in rows if r["run"] == run] for run in ("model", "gateware")}
     assert by_run["model"] == by_run["gateware"] and len(by_run["model"]) == model["orders"]
     assert {r["kind"] for r in rows} == {"enter", "replace", "cancel"}
-    for name in ("session.pcap", "orders.csv", "orders.pcap", "loop.png"):
+    # Both runs quote alike after each order (only the cycles differ: the gateware's are its own).
+    with open(out / "quotes.csv", newline="") as f:
+        quotes = list(csv.DictReader(f))
+    price_columns = ("slot", "bid_price", "bid_shares", "bid_orders", "ask_price", "ask_shares",
+                     "ask_orders")
+    by_run = {run: [tuple(q[c] for c in price_columns) for q in quotes if q["run"] == run]
+              for run in ("model", "gateware")}
+    assert by_run["model"] == by_run["gateware"] and len(by_run["model"]) == model["orders"]
+    for name in ("session.pcap", "orders.csv", "quotes.csv", "orders.pcap", "loop.png"):
         assert (out / name).stat().st_size > 0

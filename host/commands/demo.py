@@ -44,7 +44,7 @@ def demo(args) -> int:
     symbols = ",".join(i.symbol for i in instruments[:args.quote])
     command = ["replay", str(capture), "--until", "loop", "--symbols", symbols,
                "--max-gap", "300", "--latency", "200", "--json", str(out / "replay.json"),
-               "--orders-out", str(out / "orders.csv"), "--orders-pcap", str(out / "orders.pcap"),
-               "--plot", str(out / "loop.png")]
+               "--orders-out", str(out / "orders.csv"), "--quotes-out", str(out / "quotes.csv"),
+               "--orders-pcap", str(out / "orders.pcap"), "--plot", str(out / "loop.png")]
     print("tickgate " + " ".join(command))
     return replay(build_parser().parse_args(command))

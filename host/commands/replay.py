@@ -45,7 +45,8 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                            f"the first {slots} instruments of the stock directory, then the "
                            "first other locates seen in order messages, tracked by locate")
     book.add_argument("--bbo-out", metavar="FILE.csv",
-                      help="write one CSV row per top-of-book change, columns "
+                      help="write one row per top-of-book change (CSV, or Parquet when FILE "
+                           "ends in .parquet), columns "
                            "msg_index,seq,timestamp,locate,bid_px,bid_qty,ask_px,ask_qty "
                            "(prices in ITCH units, 4 implied decimals; an empty side is 0, 0; "
                            "msg_index counts every message the feed delivered, from 0). The "
@@ -69,16 +70,23 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                       help="fee per share for taking liquidity, in 1e-4 $")
     loop.add_argument("--orders-out", metavar="FILE.csv",
                       help="write both sides' orders, one row each (run, index, cycle, kind, "
-                           "slot, symbol, UserRefNum, side, quantity, price, packet bytes)")
+                           "slot, symbol, UserRefNum, side, quantity, price, packet bytes), "
+                           "as CSV or, when FILE ends in .parquet, Parquet")
+    loop.add_argument("--quotes-out", metavar="FILE.csv",
+                      help="write both sides' quotes after each of their orders, one row each "
+                           "(run, order, cycle, slot, symbol, our best bid price, shares and "
+                           "orders, the same for the ask), as CSV or Parquet (.parquet)")
     loop.add_argument("--orders-pcap", metavar="FILE.pcap",
                       help="write the orders (the gateware's, or the model's with "
                            "--model-only) as SoupBinTCP over one TCP connection, for Wireshark")
     loop.add_argument("--plot", metavar="FILE.png",
                       help="draw the book, our quotes, fills and position per instrument")
     loop.add_argument("--free-running", action="store_true",
-                      help="the gateware's orders reach the exchange --latency cycles after "
-                           "they leave it, not in the cycle the model's do (lockstep, the "
-                           "default): shows what the gateware's own latency changes")
+                      help="give the gateware loop each input in the cycle it is due and "
+                           "let its orders reach the exchange --latency cycles after they "
+                           "leave it, instead of lockstep with the model (the default: the "
+                           "model's inputs in its order, each into a settled loop, the "
+                           "model's exchange times): shows what the pipeline's timing changes")
     loop.add_argument("--waves", metavar="FILE.vcd",
                       help="on a mismatch, write the gateware loop's signals from cycle 0 to "
                            "500 cycles past the first differing order (with shards, one file "
@@ -112,7 +120,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
 def replay(args) -> int:
     import json
 
-    from host.replay.book import default_tracking, parse_track, write_bbo_csv
+    from host.replay.book import default_tracking, parse_track, write_bbo
     from host.replay.compare import compare
     from host.replay.inputs import load_capture
     from host.replay.report import print_report, report_json
@@ -124,10 +132,10 @@ def replay(args) -> int:
         raise SystemExit("tickgate replay: --track and --bbo-out need --until book")
     if args.until == "loop":
         return _replay_loop(args)
-    if (args.symbols or args.params or args.orders_out or args.orders_pcap or args.plot
-            or args.jobs != 1 or args.dask or args.waves):
-        raise SystemExit("tickgate replay: --symbols, --params, --orders-out, --orders-pcap, "
-                         "--plot, --waves, --jobs and --dask need --until loop")
+    if (args.symbols or args.params or args.orders_out or args.quotes_out or args.orders_pcap
+            or args.plot or args.jobs != 1 or args.dask or args.waves):
+        raise SystemExit("tickgate replay: --symbols, --params, --orders-out, --quotes-out, "
+                         "--orders-pcap, --plot, --waves, --jobs and --dask need --until loop")
     if args.sim == "amaranth":
         raise SystemExit("tickgate replay: --until events and book run on icarus or verilator")
     slots = BookGeometry().slots
@@ -156,7 +164,7 @@ def replay(args) -> int:
         with open(args.json, "w") as f:
             json.dump(report_json(inp, model, gateware, comparison), f, indent=2)
     if args.bbo_out:
-        rows = write_bbo_csv(args.bbo_out, model.book)
+        rows = write_bbo(args.bbo_out, model.book)
         print(f"{rows:,} top-of-book changes -> {args.bbo_out}")
     return 1 if comparison is not None and comparison.mismatches else 0
 
@@ -170,7 +178,12 @@ def _replay_loop(args) -> int:
 
     from host.replay.inputs import load_capture
     from host.replay.loop import run_loop
-    from host.replay.loop_report import loop_json, print_loop_report, write_orders_csv
+    from host.replay.loop_report import (
+        loop_json,
+        print_loop_report,
+        write_orders,
+        write_quotes,
+    )
     from host.replay.shards import run_loop_sharded
     from sim.capture import CaptureError
     from sim.order_capture import write_orders_pcap
@@ -228,8 +241,11 @@ def _replay_loop(args) -> int:
             json.dump(loop_json(inp, replay), f, indent=2)
         print(f"report -> {args.json}")
     if args.orders_out:
-        rows = write_orders_csv(args.orders_out, replay)
+        rows = write_orders(args.orders_out, replay)
         print(f"{rows:,} orders -> {args.orders_out}")
+    if args.quotes_out:
+        rows = write_quotes(args.quotes_out, replay)
+        print(f"{rows:,} quote changes -> {args.quotes_out}")
     if args.orders_pcap:
         if replay.gateware is not None:
             packets = [(r.first_beat, r.packet) for r in replay.gateware.sent]

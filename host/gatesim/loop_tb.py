@@ -2,13 +2,12 @@
 closed by the model's book and exchange simulator.
 
 Around the gateware, everything the model's :class:`~sim.market_maker.MarketMaker` does outside
-its quoter, gate, order entry and order table is done here by the same model code: the book
-(:class:`~sim.book.Books`) turns feed events into top-of-book updates, which go to the loop's
-input in the event's cycle; the exchange simulator (:class:`~sim.exchange.ExchangeSim`) sees
-the feed's trades and tops in that cycle, receives each of our packets ``latency`` cycles after
-its last beat left the loop, and its answers reach the loop's answer input ``latency`` cycles
-after it sent them. In one cycle the bench takes, like the model: answers reaching the loop,
-then packets reaching the exchange, then feed events.
+its quoter, gate, order entry and order table is done by the same model code, in
+:class:`~host.gatesim.loop_world.LoopWorld`: the book turns feed events into top-of-book updates
+for the loop's input, the exchange simulator sees the feed's trades and tops, receives our
+packets ``latency`` cycles after they left (or, in lockstep, when the model's did) and its
+answers reach the loop's answer input ``latency`` cycles after it sent them, all in the model's
+order.
 
 The result has the shape of :class:`~sim.market_maker.MarketMakerResult` where the checks need
 it (``sent``, ``answers``, ``positions``, ``order_stream``), so the same independent checker
@@ -19,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,11 +26,12 @@ from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from hdl.quote.loop import LOOP_STAGES, QuoteLoop
+from host.gatesim.loop_world import LoopWorld, Step
 from sim.book import Books
-from sim.exchange import ExchangeSim, feed_trade
+from sim.exchange import ExchangeSim
 from sim.itch_event import ItchEvent, symbol_int
-from sim.market_maker import FEED_GAP, MarketMakerConfig
-from sim.wire.ouch import Message, decode_inbound_stream, decode_outbound_stream, frame
+from sim.market_maker import MarketMakerConfig
+from sim.wire.ouch import Message, decode_inbound_stream, decode_outbound_stream
 
 __all__ = ["PROGRESS_CYCLES", "LoopBench", "LoopRun", "SentRecord", "compress"]
 
@@ -140,11 +139,16 @@ class LoopBench:
 
         ``exchange_times`` (lockstep with a model run): the ``k``-th order reaches the exchange
         in cycle ``exchange_times[k]`` (the model's ``k``-th order's) instead of ``latency``
-        cycles after its last beat, or in the next cycle if that has passed. Both loops then
-        get every answer in the same cycle while their orders agree, and differ only where the
-        gateware decides differently: the model decides in the cycle of its trigger, the
-        gateware 36 cycles later, so without lockstep an answer and a feed event that close
-        together can be taken in either order.
+        cycles after its last beat, or in the next cycle if that has passed, so the book and
+        the exchange see what the model's see, in the same cycles. And the loop is handed its
+        inputs one model step at a time, in the model's order: an answer, or a feed item's
+        top update, each only once the loop has been still for :data:`CALM` cycles since the
+        previous step (it is held until then). The model takes each step whole before the
+        next, while the gateware needs some 40 cycles to answer one: without lockstep an
+        answer and a top change close together race (the quoter may price the top with the
+        position from before the fill), and updates a few cycles apart are priced once, on the
+        newest top. Lockstep compares the decisions; the loop's own timing, races included, is
+        what a run without it shows.
 
         ``until``: end the run in that cycle (``stopped`` set) whatever is in flight. ``vcd``:
         write every signal of the loop, from cycle 0 to the end of the run, to that VCD file
@@ -156,7 +160,7 @@ class LoopBench:
         sim = Simulator(self.dut)
         sim.add_clock(1e-8)
         sim.add_testbench(self._bench(list(feed), result, settle, kill_at, progress, stop,
-                                      list(exchange_times or ()), until))
+                                      exchange_times, until))
         if vcd is None:
             sim.run()
         else:
@@ -175,56 +179,49 @@ class LoopBench:
             ctx.set(dut.clordid_prefix[k], char)
 
     def _bench(self, feed, result: LoopRun, quiet_cycles: int, kill_at: int | None,
-               progress, stop, exchange_times: list[int], until: int | None):
-        dut, cfg, books, exchange = self.dut, self.config, self.books, self.exchange
-        latency, n = cfg.latency, len(cfg.instruments)
+               progress, stop, exchange_times: Sequence[int] | None, until: int | None):
+        dut, cfg = self.dut, self.config
+        serial = exchange_times is not None
+        world = LoopWorld(feed, self.books, self.exchange, len(cfg.instruments), cfg.latency,
+                          exchange_times or (), serial)
         # The stale-feed timer can act on its own in an idle stretch: then every cycle is run.
         skip_idle = self.skip_idle and cfg.port.stale_feed_timeout == 0
-        order = iter(range(1 << 62))          # ties in the heaps keep arrival order
 
         async def bench(ctx):
             self._configure(ctx)
             ctx.set(dut.control.armed, 1)
             ctx.set(dut.o.ready, 1)
-            to_client: list = []              # (due, order, packet) answers on their way to us
-            to_exchange: list = []            # (due, order, packet) ours on their way out
             answer_beats: deque = deque()     # beats of the answers being delivered
             tops: deque = deque()             # (update, feed item index) for the loop's input
             passed: deque = deque()           # decision cycles of passed actions, in order
             packet, first_beat = bytearray(), 0
-            fed = quiet = cycle = calm = 0
+            quiet = cycle = calm = 0
             answer_cycles: list[int] = []    # the cycle each answer's last beat was taken
-            while True:
-                if cycle == kill_at:
-                    ctx.set(dut.control.armed, 0)
-                    ctx.set(getattr(dut.control, self._cause), 1)
-                # Like the model, in one cycle: answers reaching us, packets reaching the
-                # exchange, then feed events.
-                while to_client and to_client[0][0] <= cycle:
-                    data = heapq.heappop(to_client)[2]
+
+            def give(step: Step) -> None:
+                if step.gap:                  # the host learns of an unrecovered gap
+                    ctx.set(dut.feed_gap, 1)
+                tops.extend(step.tops)
+                if step.answer is not None:
+                    data = step.answer
                     for message in decode_outbound_stream(data):
                         result.answers.append((cycle, message))
                     for offset in range(0, len(data), BEAT_BYTES):
                         answer_beats.append((data[offset:offset + BEAT_BYTES],
                                              offset + BEAT_BYTES >= len(data)))
-                while to_exchange and to_exchange[0][0] <= cycle:
-                    for message in exchange.receive(heapq.heappop(to_exchange)[2], cycle):
-                        heapq.heappush(to_client, (cycle + latency, next(order), frame(message)))
-                while fed < len(feed) and feed[fed][0] <= cycle:
-                    event = feed[fed][1]
-                    if event == FEED_GAP:     # the host learns of an unrecovered gap
-                        ctx.set(dut.feed_gap, 1)
-                        fed += 1
-                        continue
-                    trade = feed_trade(books, event)
-                    updates = books.push(event)
-                    for message in exchange.on_trade(trade, cycle):
-                        heapq.heappush(to_client, (cycle + latency, next(order), frame(message)))
-                    for update in updates:
-                        if update.slot < n:
-                            exchange.on_top(update)
-                            tops.append((update, fed))
-                    fed += 1
+
+            while True:
+                if cycle == kill_at:
+                    ctx.set(dut.control.armed, 0)
+                    ctx.set(getattr(dut.control, self._cause), 1)
+                if not serial:                # every step in the cycle it is due
+                    while (step := world.next_step(cycle)) is not None:
+                        give(step)
+                elif not (tops or answer_beats) and calm >= CALM:
+                    # One step into a settled loop (the world's events before it taken).
+                    step = world.next_step(cycle)
+                    if step is not None:
+                        give(step)
 
                 if tops:
                     update = tops[0][0]
@@ -265,17 +262,13 @@ class LoopBench:
                         # it had taken, the answers that had arrived.
                         known = bisect.bisect_left(result.top_cycles, (decided, -1))
                         items = result.top_cycles[known - 1][1] + 1 if known else 0
-                        k = len(result.sent)
-                        due = (max(exchange_times[k], cycle + 1) if k < len(exchange_times)
-                               else cycle + latency)
                         result.sent.append(SentRecord(
                             decided, first_beat, items,
                             bisect.bisect_left(answer_cycles, decided), message, data))
-                        heapq.heappush(to_exchange, (due, next(order), data))
+                        world.send(data, cycle)
 
-                idle = (fed == len(feed) and (kill_at is None or cycle > kill_at)
-                        and not (to_client or to_exchange or answer_beats or tops)
-                        and not ctx.get(dut.busy))
+                idle = (not world.pending() and (kill_at is None or cycle > kill_at)
+                        and not (answer_beats or tops) and not ctx.get(dut.busy))
                 quiet = quiet + 1 if idle else 0
                 if quiet >= quiet_cycles:
                     break
@@ -284,7 +277,7 @@ class LoopBench:
                     break
                 if cycle % PROGRESS_CYCLES == 0:
                     if progress is not None:
-                        progress(fed, len(feed))
+                        progress(world.fed, len(feed))
                     if stop is not None and stop():
                         result.stopped = True
                         break
@@ -298,12 +291,10 @@ class LoopBench:
                 calm = calm + 1 if still else 0
                 if skip_idle and calm >= CALM:
                     due = [when for when in (
-                        feed[fed][0] if fed < len(feed) else None,
-                        to_client[0][0] if to_client else None,
-                        to_exchange[0][0] if to_exchange else None,
+                        world.next_time(),
                         kill_at if kill_at is not None and kill_at > cycle else None,
                         until) if when is not None]
-                    if fed < len(feed) or to_client or to_exchange:
+                    if world.pending():
                         due.append((cycle // PROGRESS_CYCLES + 1) * PROGRESS_CYCLES)
                         ahead = max(1, min(due) - cycle)
                 if ahead == 1:
@@ -312,8 +303,9 @@ class LoopBench:
                     await ctx.tick().repeat(ahead)
                 cycle += ahead
 
-            result.cycles, result.fed = cycle, fed
-            result.positions = [_Shares(ctx.get(dut.position[k])) for k in range(n)]
+            result.cycles, result.fed = cycle, world.fed
+            result.positions = [_Shares(ctx.get(dut.position[k]))
+                                for k in range(len(cfg.instruments))]
             result.stats = {stage: {name: ctx.get(dut.stats[stage][name])
                                     for name, _ in dut.stats[stage].shape()}
                             for stage in LOOP_STAGES}

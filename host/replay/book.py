@@ -14,11 +14,11 @@ The model and the gateware are configured alike, and their top-of-book streams c
 update.
 """
 
-import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from host.replay.tables import write_table
 from sim.book import Books
 from sim.itch_event import EVENT_FIELD_BITS, EventKind, symbol_int, symbol_str
 
@@ -33,7 +33,7 @@ __all__ = [
     "model_books",
     "parse_track",
     "slot_configs",
-    "write_bbo_csv",
+    "write_bbo",
 ]
 
 BBO_COLUMNS = ("msg_index", "seq", "timestamp", "locate", "bid_px", "bid_qty", "ask_px", "ask_qty")
@@ -213,13 +213,7 @@ def bbo_rows(run: BookRun) -> Iterator[tuple[int, ...]]:
         yield (message, update["seq"], update["timestamp"], update["locate"], *top)
 
 
-def write_bbo_csv(path: str | Path, run: BookRun) -> int:
-    """Write :func:`bbo_rows` to ``path`` with a header line; returns the number of rows."""
-    rows = 0
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(BBO_COLUMNS)
-        for row in bbo_rows(run):
-            writer.writerow(row)
-            rows += 1
-    return rows
+def write_bbo(path: str | Path, run: BookRun) -> int:
+    """Write :func:`bbo_rows` to ``path``, CSV or Parquet by its suffix
+    (:func:`~host.replay.tables.write_table`); returns the number of rows."""
+    return write_table(path, BBO_COLUMNS, bbo_rows(run))

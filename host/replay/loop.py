@@ -225,8 +225,9 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
     ``progress`` and ``stop`` go to the gateware run (:meth:`LoopBench.run`); when it stops
     early, the model is run again on the feed items the gateware was given, so both sides
     cover the same part of the capture (``LoopReplay.stopped``). With ``lockstep`` the
-    gateware's orders reach the exchange when the model's do (see :meth:`LoopBench.run`), so
-    the two loops are compared on the same answers; without, on the gateware's own timing.
+    gateware loop takes the model's inputs in the model's order, each once it has settled, and
+    its orders reach the exchange when the model's do (see :meth:`LoopBench.run`), so the two
+    loops are compared on the same inputs and answers; without, on the gateware's own timing.
     On a mismatch, ``waves`` names a VCD file to write: the gateware run again from cycle 0 to
     :data:`WAVES_AFTER` cycles past the first differing order."""
     feed, directory = replay_feed(inp, max_gap)

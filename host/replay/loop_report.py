@@ -1,7 +1,6 @@
 """The report of ``tickgate replay --until loop``: per instrument, model and gateware side by
 side, in the terminal (rich) and as JSON."""
 
-import csv
 from pathlib import Path
 
 from rich.console import Console
@@ -9,8 +8,10 @@ from rich.table import Table
 
 from host.replay.inputs import ReplayInput
 from host.replay.loop import ORDER_COLUMNS, LoopReplay, latency_figures
+from host.replay.quotes import QUOTE_COLUMNS, quote_rows
+from host.replay.tables import write_table
 
-__all__ = ["loop_json", "print_loop_report", "write_orders_csv"]
+__all__ = ["loop_json", "print_loop_report", "write_orders", "write_quotes"]
 
 # Per-instrument figures, in the order shown.
 _FIGURES = ("top_changes", "orders", "enter", "replace", "cancel", "fills", "position",
@@ -78,12 +79,18 @@ def print_loop_report(inp: ReplayInput, replay: LoopReplay, console: Console | N
             console.print(f"waveform of the first mismatch -> {replay.waves}")
 
 
-def write_orders_csv(path: str | Path, replay: LoopReplay) -> int:
-    """Both sides' orders, one row each, the ``run`` column saying whose; returns the rows."""
-    rows = [{"run": side, **row} for side, summary in replay.summaries.items()
-            for row in summary.orders]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["run", *ORDER_COLUMNS])
-        writer.writeheader()
-        writer.writerows(rows)
-    return len(rows)
+def write_orders(path: str | Path, replay: LoopReplay) -> int:
+    """Both sides' orders, one row each, the ``run`` column saying whose, as CSV or Parquet
+    (:func:`~host.replay.tables.write_table`); returns the rows."""
+    columns = ("run", *ORDER_COLUMNS)
+    rows = [[side, *(row[c] for c in ORDER_COLUMNS)]
+            for side, summary in replay.summaries.items() for row in summary.orders]
+    return write_table(path, columns, rows)
+
+
+def write_quotes(path: str | Path, replay: LoopReplay) -> int:
+    """Both sides' quotes after each of their orders (:func:`~host.replay.quotes.quote_rows`),
+    as CSV or Parquet; returns the rows."""
+    rows = [[q[c] for c in QUOTE_COLUMNS] for side, summary in replay.summaries.items()
+            for q in quote_rows(side, summary.orders)]
+    return write_table(path, QUOTE_COLUMNS, rows)

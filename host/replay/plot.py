@@ -1,9 +1,8 @@
 """The picture of a loop replay: per instrument, the book's best bid and ask, our quotes, our
 fills, and the position, over the run's cycles (one PNG, one row of two panels per instrument).
 
-Our quotes are the best price of our live orders on each side, as sent: an Enter or Replace
-moves it when sent, a Cancel takes it away (a filled order is drawn until the quoter moves it,
-which it does on the answer). When the gateware ran, its orders are drawn over the model's (they
+Our quotes are the best price of our live orders on each side, as sent
+(:mod:`host.replay.quotes`). When the gateware ran, its orders are drawn over the model's (they
 coincide when ``mismatches`` is 0) and the first differing order is marked.
 """
 
@@ -18,6 +17,7 @@ matplotlib.use("Agg")     # files only: no display on a build machine
 import matplotlib.pyplot as plt
 
 from host.replay.loop import LoopReplay
+from host.replay.quotes import quote_rows
 from sim.frames import book as book_frame
 
 __all__ = ["plot_loop"]
@@ -27,26 +27,11 @@ _DOLLARS = 1e-4     # ITCH price units
 
 def _our_best(rows: list[dict], slot: int) -> tuple[list[int], list[float], list[float]]:
     """Step series of our best live bid and ask (NaN when none) after each order of ``slot``."""
-    live: dict[int, tuple[str, int]] = {}
-    times, bids, asks = [], [], []
+    quotes = [q for q in quote_rows("", rows) if q["slot"] == slot]
     nan = float("nan")
-    for row in rows:
-        if row["slot"] != slot:
-            continue
-        if row["kind"] == "enter":
-            live[row["user_ref"]] = (row["side"], row["price"])
-        elif row["kind"] == "replace":
-            side, _ = live.pop(row["orig_ref"], (None, 0))
-            if side is not None:
-                live[row["user_ref"]] = (side, row["price"])
-        else:
-            live.pop(row["user_ref"], None)
-        buy = [p for s, p in live.values() if s == "B"]
-        sell = [p for s, p in live.values() if s == "S"]
-        times.append(row["time"])
-        bids.append(max(buy) * _DOLLARS if buy else nan)
-        asks.append(min(sell) * _DOLLARS if sell else nan)
-    return times, bids, asks
+    return ([q["time"] for q in quotes],
+            [q["bid_price"] * _DOLLARS if q["bid_orders"] else nan for q in quotes],
+            [q["ask_price"] * _DOLLARS if q["ask_orders"] else nan for q in quotes])
 
 
 def plot_loop(replay: LoopReplay, path: str | Path) -> Path:
