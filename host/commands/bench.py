@@ -86,7 +86,7 @@ def _loop(args) -> int:
     options = dict(latency=200, max_gap=300)
     with tempfile.TemporaryDirectory(prefix="tickgate-bench-") as tmp:
         capture = str(Path(tmp) / "loop.pcap")
-        config = SessionConfig(seed=args.seed, messages=args.messages or 200, instruments=insts)
+        config = SessionConfig(seed=args.seed, messages=args.messages or 1000, instruments=insts)
         write_pcap(capture, captured(config, generate_frames(config)))
         start = time.perf_counter()
         one = run_loop(load_capture(capture), symbols=symbols, **options)

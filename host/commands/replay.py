@@ -21,9 +21,10 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     slots = BookGeometry().slots
     parser.add_argument("capture", help="pcap, pcapng or raw ITCH 5.0 BinaryFILE")
     parser.add_argument("--sim", choices=("icarus", "verilator", "amaranth"), default=None,
-                        help="simulator for the gateware: icarus or verilator for --until "
-                             "events and book (default: TICKGATE_SIM or icarus), amaranth for "
-                             "--until loop (its only one so far)")
+                        help="simulator for the gateware, icarus or verilator under cocotb "
+                             "(for --until events and book; default TICKGATE_SIM or icarus), "
+                             "amaranth or verilator for --until loop (default amaranth, with "
+                             "the progress bar and Ctrl-C stop)")
     parser.add_argument("--model-only", action="store_true",
                         help="run only the reference model (no gateware simulation)")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON "
@@ -191,9 +192,14 @@ def _replay_loop(args) -> int:
 
     if args.jobs < 1:
         raise SystemExit("tickgate replay: --jobs is 1 or more")
-    if args.sim not in (None, "amaranth"):
-        raise SystemExit(f"tickgate replay: the loop runs in Amaranth's simulator only, not "
-                         f"{args.sim} (--until events or book run on {args.sim})")
+    if args.sim == "icarus":
+        from host.gatesim.loop_tb import ICARUS_LOOP
+
+        raise SystemExit(f"tickgate replay: {ICARUS_LOOP} (--until events and book run on "
+                         "icarus)")
+    if args.waves and args.sim not in (None, "amaranth"):
+        raise SystemExit(f"tickgate replay: --waves writes Amaranth's VCD; under {args.sim}, "
+                         "set TICKGATE_WAVES=1 for an FST of the run in its build directory")
     show = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
     # The first Ctrl-C ends the gateware run where it is and still writes the report of what
     # was done; a second one interrupts at once.
@@ -218,7 +224,7 @@ def _replay_loop(args) -> int:
                                                                 args.taker_fee),
                            latency=args.latency, max_gap=args.max_gap,
                            gateware=not args.model_only, lockstep=not args.free_running,
-                           waves=args.waves)
+                           waves=args.waves, simulator=args.sim or "amaranth")
             symbols = [s.strip() for s in args.symbols.split(",")] if args.symbols else None
             try:
                 inp = load_capture(args.capture, **loader)

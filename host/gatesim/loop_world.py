@@ -50,7 +50,7 @@ class LoopWorld:
     ``exchange_times``: the ``k``-th packet reaches the exchange in that cycle (a model run's
     ``k``-th order's) rather than ``latency`` cycles after it left the loop. With ``serial``
     the world keeps its own time, the model's, whatever cycle the loop is in (it takes its
-    events only when the bench asks, between steps): a packet then reaches the exchange in its
+    events when the bench asks for the next step): a packet then reaches the exchange in its
     ``exchange_times`` cycle unless the world is already past it. Otherwise the world's time is
     the loop's cycle and a packet cannot reach the exchange before the cycle after it left.
     """
@@ -97,9 +97,9 @@ class LoopWorld:
             due = cycle + self.latency
         heapq.heappush(self._to_exchange, (due, next(self._order), packet))
 
-    def next_step(self, cycle: int) -> Step | None:
-        """Take events due by ``cycle`` in the model's order until one is a step for the loop
-        (returned), or none is left due (None)."""
+    def next_step(self, cycle: int | None = None) -> Step | None:
+        """Take events in the model's order, those due by ``cycle`` if given, until one is a
+        step for the loop (returned) or none is left (None)."""
         while True:
             heads = []
             if self._to_client:
@@ -111,7 +111,7 @@ class LoopWorld:
             if not heads:
                 return None
             time, kind = min(heads)
-            if time > cycle:
+            if cycle is not None and time > cycle:
                 return None
             self.now = max(self.now, time)
             if kind == _TO_CLIENT:

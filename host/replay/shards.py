@@ -18,6 +18,7 @@ tickgate installed and the capture at the same path.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class ShardSpec:
     symbols: tuple[str, ...]
     loader: dict
     options: dict
+    index: int = 0
 
 
 def split(symbols: Sequence[str], shards: int) -> list[tuple[str, ...]]:
@@ -48,6 +50,8 @@ def split(symbols: Sequence[str], shards: int) -> list[tuple[str, ...]]:
 
 def run_shard(spec: ShardSpec) -> LoopReplay:
     """Run one shard; the result carries no feed (the caller has it), to keep it small."""
+    # Under cocotb, shards in parallel processes must not share a simulator build.
+    os.environ["TICKGATE_BUILD_TAG"] = f"shard{spec.index}"
     replay = run_loop(load_capture(spec.capture, **spec.loader), symbols=list(spec.symbols),
                       **spec.options)
     replay.feed = []
@@ -121,7 +125,7 @@ def merge(symbols: Sequence[str], specs: list[ShardSpec], parts: list[LoopReplay
     if all(p.gateware is not None for p in parts):
         gateware = dataclasses.replace(
             parts[0].gateware,
-            sent=sorted((r for p in parts for r in p.gateware.sent), key=lambda r: r.time),
+            sent=sorted((r for p in parts for r in p.gateware.sent), key=lambda r: r.feed_time),
             answers=sorted((a for p in parts for a in p.gateware.answers), key=lambda a: a[0]),
             fills=sorted(({**f, "slot": m[f["slot"]]} for p, m in zip(parts, maps, strict=True)
                           for f in p.gateware.fills), key=lambda f: f["time"]),
@@ -172,7 +176,7 @@ def run_loop_sharded(capture: str, loader: dict, symbols: list[str] | None, opti
                                   options.get("max_gap", DEFAULT_MAX_GAP))
     symbols = list(symbols or directory[:2])
     groups = split(symbols, jobs if dask is None or jobs > 1 else len(symbols))
-    specs = [ShardSpec(capture, group, loader, _shard_options(options, k, len(groups)))
+    specs = [ShardSpec(capture, group, loader, _shard_options(options, k, len(groups)), k)
              for k, group in enumerate(groups)]
     finished = []
 
