@@ -21,10 +21,10 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     slots = BookGeometry().slots
     parser.add_argument("capture", help="pcap, pcapng or raw ITCH 5.0 BinaryFILE")
     parser.add_argument("--sim", choices=("icarus", "verilator", "amaranth"), default=None,
-                        help="simulator for the gateware, icarus or verilator under cocotb "
-                             "(for --until events and book; default TICKGATE_SIM or icarus), "
-                             "amaranth or verilator for --until loop (default amaranth, with "
-                             "the progress bar and Ctrl-C stop)")
+                        help="simulator for the gateware: icarus or verilator under cocotb "
+                             "(for --until events and book the default is TICKGATE_SIM or "
+                             "icarus), or amaranth (the loop's default, with the progress bar "
+                             "and Ctrl-C stop; the loop runs on all three)")
     parser.add_argument("--model-only", action="store_true",
                         help="run only the reference model (no gateware simulation)")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON "
@@ -192,11 +192,6 @@ def _replay_loop(args) -> int:
 
     if args.jobs < 1:
         raise SystemExit("tickgate replay: --jobs is 1 or more")
-    if args.sim == "icarus":
-        from host.gatesim.loop_tb import ICARUS_LOOP
-
-        raise SystemExit(f"tickgate replay: {ICARUS_LOOP} (--until events and book run on "
-                         "icarus)")
     if args.waves and args.sim not in (None, "amaranth"):
         raise SystemExit(f"tickgate replay: --waves writes Amaranth's VCD; under {args.sim}, "
                          "set TICKGATE_WAVES=1 for an FST of the run in its build directory")

@@ -1,6 +1,5 @@
-"""The gateware loop under cocotb, in Verilator: what ``LoopBench.run(simulator="verilator")``
-and ``tickgate replay --sim verilator`` run (Icarus Verilog does not run it yet, see
-:data:`host.gatesim.loop_tb.ICARUS_LOOP`).
+"""The gateware loop under cocotb, in Icarus Verilog or Verilator: what
+``LoopBench.run(simulator="icarus" | "verilator")`` and ``tickgate replay --sim`` run.
 
 :func:`run_loop_cocotb` converts :class:`~hdl.quote.loop.QuoteLoop` to Verilog
 (:func:`hdl.export.export_verilog`), hands the run's inputs (configuration, the world with its
@@ -19,7 +18,7 @@ import warnings
 from pathlib import Path
 
 import cocotb
-from amaranth.hdl import UnusedElaboratable
+from amaranth.hdl import Const, UnusedElaboratable
 from amaranth.lib.wiring import In
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
@@ -44,7 +43,7 @@ def _loop(config: MarketMakerConfig) -> QuoteLoop:
 
 def run_loop_cocotb(config: MarketMakerConfig, world: LoopWorld, options: dict,
                     simulator: str) -> LoopRun:
-    """Run the loop bench under cocotb in ``simulator`` (``verilator``)."""
+    """Run the loop bench under cocotb in ``simulator`` (``icarus`` or ``verilator``)."""
     from hdl.export import export_verilog
     from host.gatesim.runner import run_cocotb
 
@@ -107,9 +106,11 @@ async def replay_loop(dut):
     edge = RisingEdge(dut.clk)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
-    # Every input starts at 0, as in Amaranth's simulator: an undriven Verilog input is X.
-    for path, member, _ in component.signature.flatten(component):
-        if member.flow == In:
+    # Every input starts at 0, as in Amaranth's simulator: an undriven Verilog input is X. Not
+    # the constant `ready` of an always-ready output: it is no port, and writing the internal
+    # net of that name would hold it at 0 against its driver.
+    for path, member, value in component.signature.flatten(component):
+        if member.flow == In and not isinstance(value, Const):
             ports.set("__".join(map(str, path)), 0)
     driver.configure(ports)
     for _ in range(_RESET_CYCLES):

@@ -29,17 +29,11 @@ from sim.exchange import ExchangeSim
 from sim.itch_event import ItchEvent, symbol_int
 from sim.market_maker import MarketMakerConfig
 
-__all__ = ["ICARUS_LOOP", "PROGRESS_CYCLES", "SIMULATORS", "LoopBench", "LoopRun", "SentRecord",
-           "compress"]
+__all__ = ["PROGRESS_CYCLES", "SIMULATORS", "LoopBench", "LoopRun", "SentRecord", "compress"]
 
-#: Where the loop can run: Amaranth's simulator in this process, or Verilator under cocotb
-#: (:mod:`host.gatesim.loop_cocotb`).
-SIMULATORS = ("amaranth", "verilator")
-#: Why not Icarus Verilog: it does not run the loop's Verilog as Amaranth's simulator and
-#: Verilator do (they agree cycle for cycle).
-ICARUS_LOOP = ("the loop does not run under Icarus Verilog yet: Icarus 11 diverges from "
-               "Amaranth's simulator and Verilator at the first fill (the fill monitor never "
-               "fires and the order table stalls at the next fill); use verilator or amaranth")
+#: Where the loop can run: Amaranth's simulator in this process, or Icarus Verilog or Verilator
+#: under cocotb (:mod:`host.gatesim.loop_cocotb`).
+SIMULATORS = ("amaranth", "icarus", "verilator")
 
 
 class _AmaranthPorts:
@@ -134,14 +128,11 @@ class LoopBench:
         write every signal of the loop, from cycle 0 to the end of the run, to that VCD file
         (with ``until``, a window up to a point of interest).
 
-        ``simulator``: ``amaranth`` (this process) or ``verilator``: the loop's Verilog under
-        cocotb, driven by the same :class:`~host.gatesim.loop_driver.LoopDriver` (no ``vcd``,
-        ``progress`` or ``stop`` there; ``TICKGATE_WAVES=1`` dumps an FST). Not ``icarus``
-        (:data:`ICARUS_LOOP`)."""
+        ``simulator``: ``amaranth`` (this process), or ``icarus`` or ``verilator``: the loop's
+        Verilog under cocotb, driven by the same :class:`~host.gatesim.loop_driver.LoopDriver`
+        (no ``vcd``, ``progress`` or ``stop`` there; ``TICKGATE_WAVES=1`` dumps an FST)."""
         if cause not in ("killed", "heartbeat_lost"):
             raise ValueError(f"cause is killed or heartbeat_lost, not {cause!r}")
-        if simulator == "icarus":
-            raise ValueError(ICARUS_LOOP)
         if simulator not in SIMULATORS:
             raise ValueError(f"simulator is one of {', '.join(SIMULATORS)}, not {simulator!r}")
         world = LoopWorld(list(feed), self.books, self.exchange, len(self.config.instruments),
