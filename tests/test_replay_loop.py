@@ -79,6 +79,7 @@ def test_model_only_run_reports_each_instrument(tmp_path, capture):
     (msft,) = data["model"]["instruments"]
     assert msft["symbol"] == "MSFT" and msft["orders"] == data["model"]["orders"] > 0
     assert msft["orders"] == msft["enter"] + msft["replace"] + msft["cancel"]
+    assert msft["messages"] > msft["top_changes"] > 0 and 0 < msft["quotes"] <= msft["orders"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
     stream = b"".join(dpkt.ethernet.Ethernet(f.frame).data.data.data for f in read_frames(pcap))
     assert len(decode_inbound_stream(stream)) == msft["orders"]

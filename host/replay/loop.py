@@ -25,6 +25,7 @@ from pathlib import Path
 
 from host.gatesim.loop_tb import LoopBench, LoopRun, compress
 from host.replay.inputs import ReplayInput
+from host.replay.quotes import quote_rows
 from sim.book import Books
 from sim.exchange import DEFAULT_CLK_HZ
 from sim.fair_value import mid_price
@@ -167,8 +168,19 @@ def _order_rows(records, slot_of_ref: dict[int, int], symbols: list[str]) -> lis
     return rows
 
 
+def _quote_changes(rows: list[dict], slot: int) -> int:
+    """How often our best bid or ask (price or shares) on ``slot`` changed."""
+    changes, last = 0, None
+    for q in quote_rows("", rows):
+        if q["slot"] == slot:
+            now = (q["bid_price"], q["bid_shares"], q["ask_price"], q["ask_shares"])
+            changes += now != last
+            last = now
+    return changes
+
+
 def _per_slot(rows: list[dict], fills: list[Fill], config: MarketMakerConfig,
-              marks: dict[int, int | None], tops: Counter) -> list[dict]:
+              marks: dict[int, int | None], tops: Counter, messages: Counter) -> list[dict]:
     book = PositionBook(len(config.instruments), config.fees)
     for fill in fills:
         book.apply(fill)
@@ -178,7 +190,8 @@ def _per_slot(rows: list[dict], fills: list[Fill], config: MarketMakerConfig,
     for slot, inst in enumerate(config.instruments):
         kinds = Counter(r["kind"] for r in rows if r["slot"] == slot)
         p = book.positions[slot]
-        out.append({"slot": slot, "symbol": inst.symbol, "top_changes": tops[slot],
+        out.append({"slot": slot, "symbol": inst.symbol, "messages": messages[slot],
+                    "top_changes": tops[slot], "quotes": _quote_changes(rows, slot),
                     "orders": sum(kinds.values()), **{k: kinds[k] for k in _KINDS.values()},
                     "fills": sum(1 for f in fills if f.slot == slot),
                     "position": p.shares, "realized": p.realized, "unrealized": p.unrealized(),
@@ -279,11 +292,16 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
     for slot, symbol in enumerate(symbols):
         books.track_symbol(slot, symbol_int(symbol))
     tops: Counter = Counter()
+    messages: Counter = Counter()       # the feed's events per quoted instrument
     marks: dict[int, int | None] = {}
     for _, item in feed:
         if item == FEED_GAP:
             continue
-        for update in books.push(item):
+        updates = books.push(item)
+        slot = books.slot_of(item.locate)
+        if slot is not None:
+            messages[slot] += 1
+        for update in updates:
             tops[update.slot] += 1
             mid = mid_price(update)
             if mid is not None:
@@ -292,13 +310,13 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
     summaries = {}
     model_rows = _order_rows(model.sent, {}, symbols)
     summaries["model"] = SideSummary(model_rows, _per_slot(model_rows, model.fills, config,
-                                                           marks, tops))
+                                                           marks, tops, messages))
     replay = LoopReplay(config, feed, model, run, summaries,
                         stopped=run is not None and run.stopped, lockstep=lockstep)
     if run is not None:
         rows = _order_rows(run.sent, {}, symbols)
         summaries["gateware"] = SideSummary(
-            rows, _per_slot(rows, _gateware_fills(run), config, marks, tops),
+            rows, _per_slot(rows, _gateware_fills(run), config, marks, tops, messages),
             _tick_to_order(run, lockstep))
         ours, theirs = [r.packet for r in model.sent], [r.packet for r in run.sent]
         # A stopped run is compared as far as the gateware got.

@@ -14,8 +14,8 @@ from host.replay.tables import write_table
 __all__ = ["loop_json", "print_loop_report", "write_orders", "write_quotes"]
 
 # Per-instrument figures, in the order shown.
-_FIGURES = ("top_changes", "orders", "enter", "replace", "cancel", "fills", "position",
-            "realized", "unrealized", "rebates", "fees", "net")
+_FIGURES = ("messages", "top_changes", "quotes", "orders", "enter", "replace", "cancel",
+            "fills", "position", "realized", "unrealized", "rebates", "fees", "net")
 _MONEY = {"realized", "unrealized", "rebates", "fees", "net"}
 
 
