@@ -31,9 +31,10 @@ Functions
     One row per top-of-book change of the tracked instruments.
 :func:`run`
     The closed loop over a feed, armed from cycle 0.
-:func:`orders`, :func:`decisions`, :func:`fills`, :func:`positions`, :func:`summary`
-    The run's messages, risk decisions, fills, position and PnL history, and per-instrument
-    totals.
+:func:`orders`, :func:`quotes`, :func:`decisions`, :func:`fills`, :func:`positions`,
+:func:`summary`
+    The run's messages, our best quotes after each, risk decisions, fills, position and PnL
+    history, and per-instrument totals.
 :func:`sweep`
     :func:`run` over a grid of quote parameters, one summary row per instrument and point.
 """
@@ -63,13 +64,16 @@ from sim.market_maker import (
     timed_frame_events,
 )
 from sim.orders import Fill
+from sim.our_quotes import QUOTE_COLUMNS, quote_rows
 from sim.udp_rx import UdpRxConfig
+from sim.wire.ouch import CancelOrder, EnterOrder, ReplaceOrder
 
-__all__ = ["book", "decisions", "fills", "load_feed", "orders", "positions", "run", "summary",
-           "sweep"]
+__all__ = ["book", "decisions", "fills", "load_feed", "orders", "positions", "quotes", "run",
+           "summary", "sweep"]
 
 FeedItem = tuple[int, ItchEvent | str]
 
+_ORDER_KINDS = {EnterOrder: "enter", ReplaceOrder: "replace", CancelOrder: "cancel"}
 _BOOK_COLUMNS = ["time", "slot", "locate", "seq", "timestamp", "bid_price", "bid_shares",
                  "ask_price", "ask_shares", "halted", "degraded"]
 
@@ -148,6 +152,22 @@ def orders(result: MarketMakerResult) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["time", "trigger", "feed_items", "message", "kind",
                                        "slot", "side", "level", "price", "quantity", "tif",
                                        "origin", "reason", "bytes"])
+
+
+def quotes(result: MarketMakerResult, symbols: Sequence[str] = ()) -> pd.DataFrame:
+    """Our best bid and ask (price, shares, orders per side) on an instrument after each order
+    we sent for it (:mod:`sim.our_quotes`); ``symbols[slot]`` names the instruments."""
+    rows = []
+    for index, record in enumerate(result.sent):
+        m, slot = record.message, record.decision.action.slot
+        rows.append({"index": index, "time": record.time, "kind": _ORDER_KINDS[type(m)],
+                     "slot": slot, "symbol": symbols[slot] if slot < len(symbols) else "",
+                     "user_ref": m.user_ref_num, "orig_ref": getattr(m, "orig_user_ref_num", 0),
+                     "side": getattr(m, "side", ""), "quantity": m.quantity,
+                     "price": getattr(m, "price", 0)})
+    columns = [c for c in QUOTE_COLUMNS if c != "run"]
+    return pd.DataFrame([{c: q[c] for c in columns} for q in quote_rows("model", rows)],
+                        columns=columns)
 
 
 def decisions(result: MarketMakerResult) -> pd.DataFrame:

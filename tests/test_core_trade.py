@@ -7,12 +7,11 @@ from hdl.quote.loop import TICK_TO_ORDER
 from hdl.quote.quoter import QUOTER_MODE_LATENCY
 from hdl.quote.risk_gate import MICROPRICE_CYCLES
 from host.gatesim.trade_bench import tick_to_trade
+from host.replay.loop import FEED_TO_LOOP
 from sim.generator import SessionConfig, default_instruments, generate_messages
 from sim.market_maker import MarketMakerConfig
 from tests.test_market_maker_model import instruments, port
 
-#: A message's last beat to its top-of-book update entering the loop: the feed's 7 cycles.
-FEED_TO_LOOP = 7
 #: A replace (U) takes the book 3 cycles more; a microprice 8 more in the quoter and, when the
 #: collar is checked, 13 more in the gate.
 WORST = (FEED_TO_LOOP + 3 + TICK_TO_ORDER + QUOTER_MODE_LATENCY[FairValueMode.MICROPRICE]

@@ -6,6 +6,7 @@ import json
 
 from hdl.quote.loop import TICK_TO_ORDER
 from host.cli import main
+from host.replay.loop import trading_figures
 
 
 def test_demo_ends_with_no_mismatch_and_a_plot(tmp_path, capsys):
@@ -18,7 +19,7 @@ def test_demo_ends_with_no_mismatch_and_a_plot(tmp_path, capsys):
     report = json.loads((out / "replay.json").read_text())
     model, gateware = report["model"], report["gateware"]
     assert report["mismatches"] == 0 and model["orders"] == gateware["orders"] > 10
-    assert model["instruments"] == gateware["instruments"]
+    assert trading_figures(model["instruments"]) == trading_figures(gateware["instruments"])
     assert gateware["tick_to_order_cycles"]["min"] == TICK_TO_ORDER
     with open(out / "orders.csv", newline="") as f:
         rows = list(csv.DictReader(f))

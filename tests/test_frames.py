@@ -78,6 +78,15 @@ def test_run_tables_agree_with_the_result():
         # The history's last row of the instrument is its state after its last fill.
         last = history[history["slot"] == row.slot].iloc[-1]
         assert last["shares"] == row.position and last["realized"] == row.realized
+    # Our quotes: a row per order; every best bid or ask is a price one of its orders placed.
+    ours = frames.quotes(result, symbols)
+    assert len(ours) == len(sent)
+    assert set(ours["symbol"]) == {symbols[slot] for slot in ours["slot"]}
+    for slot in ours["slot"].unique():
+        placed = set(sent[(sent["slot"] == slot) & (sent["kind"] != "CANCEL")]["price"])
+        mine = ours[ours["slot"] == slot]
+        assert set(mine["bid_price"]) - {0} <= placed and set(mine["ask_price"]) - {0} <= placed
+        assert (mine["bid_orders"] + mine["ask_orders"] > 0).any()
 
 
 def test_sweep_rows_are_runs_at_each_point():

@@ -7,8 +7,15 @@ import json
 import dpkt
 import pytest
 
+from hdl.quote.loop import TICK_TO_ORDER
 from host.cli import main
-from host.replay.loop import load_params, run_loop, timed_feed
+from host.replay.loop import (
+    FEED_TO_LOOP,
+    load_params,
+    run_loop,
+    timed_feed,
+    trading_figures,
+)
 from sim.capture import read_frames, write_pcap
 from sim.generator import SessionConfig, captured, default_instruments, generate_frames
 from sim.market_maker import FEED_GAP
@@ -155,7 +162,10 @@ def test_real_aapl_loop_matches_the_model(itch_data):
     replay = run_loop(inp, symbols=["AAPL"], max_gap=300, latency=200)
     assert replay.mismatches == 0
     assert len(replay.gateware.sent) == len(replay.model.sent) > 350
-    assert replay.summaries["gateware"].per_slot == replay.summaries["model"].per_slot
+    assert (trading_figures(replay.summaries["gateware"].per_slot)
+            == trading_figures(replay.summaries["model"].per_slot))
+    (aapl,) = replay.summaries["gateware"].per_slot
+    assert aapl["tick_to_trade_min"] == FEED_TO_LOOP + TICK_TO_ORDER
     books = Books(slots=1)
     books.track_symbol(0, symbol_int("AAPL"))
     tops = Counter(cycle for cycle, item in replay.feed if item != FEED_GAP and books.push(item))

@@ -1,4 +1,4 @@
-"""The replay's tables: our quotes after each order (``host/replay/quotes.py``) and the files
+"""The replay's tables: our quotes after each order (``sim/our_quotes.py``) and the files
 they go to, CSV or Parquet (``host/replay/tables.py``)."""
 
 import csv
@@ -6,8 +6,8 @@ import csv
 import pandas as pd
 
 from host.cli import main
-from host.replay.quotes import QUOTE_COLUMNS, quote_rows
 from host.replay.tables import write_table
+from sim.our_quotes import QUOTE_COLUMNS, quote_rows
 from tests.test_replay_loop import capture  # noqa: F401  (the fixture)
 
 

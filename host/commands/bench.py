@@ -75,7 +75,7 @@ def _loop(args) -> int:
     from pathlib import Path
 
     from host.replay.inputs import load_capture
-    from host.replay.loop import run_loop
+    from host.replay.loop import run_loop, trading_figures
     from host.replay.shards import run_loop_sharded
     from sim.capture import write_pcap
     from sim.generator import SessionConfig, captured, default_instruments, generate_frames
@@ -94,7 +94,8 @@ def _loop(args) -> int:
         start = time.perf_counter()
         two = run_loop_sharded(capture, {}, symbols, options, jobs=2)
         two_s = time.perf_counter() - start
-    agree = all(one.summaries[side].per_slot == two.summaries[side].per_slot
+    agree = all(trading_figures(one.summaries[side].per_slot)
+                == trading_figures(two.summaries[side].per_slot)
                 for side in ("model", "gateware"))
     figures = {"messages": config.messages, "instruments": symbols,
                "orders": len(one.model.sent), "one_job_s": round(one_s, 1),

@@ -82,6 +82,8 @@ class LoopRun:
     stats: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     #: Per feed item that moved a top: (cycle its last update entered the loop, item index).
     top_cycles: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    #: The instrument slot of each of those updates.
+    top_slots: list[int] = dataclasses.field(default_factory=list)
     cycles: int = 0
     #: Feed items given to the loop; fewer than the feed's when ``stop`` ended the run early.
     fed: int = 0
@@ -197,7 +199,9 @@ class LoopDriver:
         when the run ends in this cycle."""
         result, world = self.result, self.world
         if self._tops and ports.get("i__ready"):
-            result.top_cycles.append((cycle, self._tops.popleft()[1]))
+            update, index = self._tops.popleft()
+            result.top_cycles.append((cycle, index))
+            result.top_slots.append(update.slot)
         if (self._answer_beats and ports.get("i_answer__ready")
                 and self._answer_beats.popleft()[1]):
             self._answer_cycles.append(cycle)

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from host.gatesim.loop_tb import LoopBench, LoopRun, compress
 from host.replay.inputs import ReplayInput
-from host.replay.quotes import quote_rows
 from sim.book import Books
 from sim.exchange import DEFAULT_CLK_HZ
 from sim.fair_value import mid_price
@@ -39,14 +38,21 @@ from sim.market_maker import (
     QuotedInstrument,
 )
 from sim.orders import Fill
+from sim.our_quotes import quote_rows
 from sim.position import FeeSchedule, PositionBook
 from sim.udp_rx import UdpRxConfig
 from sim.wire.ouch import CancelOrder, EnterOrder, ReplaceOrder
 
-__all__ = ["DEFAULT_PARAMS", "ORDER_COLUMNS", "WAVES_AFTER", "LoopReplay", "SideSummary",
-           "load_params", "replay_feed", "run_loop", "timed_feed"]
+__all__ = ["DEFAULT_PARAMS", "FEED_TO_LOOP", "ORDER_COLUMNS", "WAVES_AFTER", "LoopReplay",
+           "SideSummary", "load_params", "replay_feed", "run_loop", "timed_feed",
+           "trading_figures"]
 
 DEFAULT_PARAMS = Path(__file__).with_name("default_params.toml")
+#: Cycles from the beat carrying a message's last byte at the Ethernet input to its top update
+#: entering the loop, in the core (ingress and book; a replace takes the book 3 more). The loop
+#: replay adds them to its tick to order for the tick to trade; the core's own tick-to-trade
+#: test measures their sum at the core's ports.
+FEED_TO_LOOP = 7
 #: Cycles a pause in the capture is shortened to by default.
 DEFAULT_MAX_GAP = 2_000
 #: How far past the first differing order the waveform goes.
@@ -180,7 +186,8 @@ def _quote_changes(rows: list[dict], slot: int) -> int:
 
 
 def _per_slot(rows: list[dict], fills: list[Fill], config: MarketMakerConfig,
-              marks: dict[int, int | None], tops: Counter, messages: Counter) -> list[dict]:
+              marks: dict[int, int | None], tops: Counter, messages: Counter,
+              ticks: list[tuple[int, int]] | None = None) -> list[dict]:
     book = PositionBook(len(config.instruments), config.fees)
     for fill in fills:
         book.apply(fill)
@@ -195,8 +202,24 @@ def _per_slot(rows: list[dict], fills: list[Fill], config: MarketMakerConfig,
                     "orders": sum(kinds.values()), **{k: kinds[k] for k in _KINDS.values()},
                     "fills": sum(1 for f in fills if f.slot == slot),
                     "position": p.shares, "realized": p.realized, "unrealized": p.unrealized(),
-                    "rebates": p.rebates, "fees": p.fees, "net": p.net()})
+                    "rebates": p.rebates, "fees": p.fees, "net": p.net(),
+                    **_tick_to_trade([c for k, c in ticks or () if k == slot])})
     return out
+
+
+def trading_figures(per_slot: list[dict]) -> list[dict]:
+    """Per-instrument figures without the latencies: what the model and the gateware, and one
+    job and its shards, must agree on (the model has no latency; a shard simulates a loop of
+    its own size)."""
+    return [{k: v for k, v in row.items() if not k.startswith("tick_to_trade")}
+            for row in per_slot]
+
+
+def _tick_to_trade(tick_to_order: list[int]) -> dict:
+    """Per instrument: tick to trade (the feed's :data:`FEED_TO_LOOP` cycles plus tick to
+    order) as min / median / p99 / max cycles, None without samples (and for the model)."""
+    figures = latency_figures([FEED_TO_LOOP + c for c in tick_to_order]) or {}
+    return {f"tick_to_trade_{k}": figures.get(k) for k in ("min", "median", "p99", "max")}
 
 
 def _gateware_fills(run: LoopRun) -> list[Fill]:
@@ -210,11 +233,11 @@ def _gateware_fills(run: LoopRun) -> list[Fill]:
 _QUIET = 200
 
 
-def _tick_to_order(run: LoopRun, lockstep: bool) -> list[int]:
-    """Per top update that finds the loop quiet: cycles to the first beat of the first order it
-    causes (the next order decided after it and before the next update). In lockstep every
-    input goes into a settled loop, so each update's first order before the next input is its
-    own."""
+def _tick_to_order(run: LoopRun, lockstep: bool) -> list[tuple[int, int]]:
+    """Per top update that finds the loop quiet, its slot and the cycles to the first beat of
+    the first order it causes (the next order decided after it and before the next update). In
+    lockstep every input goes into a settled loop, so each update's first order before the next
+    input is its own."""
     tops = [cycle for cycle, _ in run.top_cycles]
     answered = [cycle for cycle, _ in run.answers]
     inputs = sorted(tops + answered)
@@ -234,7 +257,7 @@ def _tick_to_order(run: LoopRun, lockstep: bool) -> list[int]:
             or any(cycle - _QUIET <= r.time < cycle for r in run.sent)
             or any(cycle - _QUIET <= t <= first.time for t in answered))
         if not busy:
-            out.append(first.first_beat - cycle)
+            out.append((run.top_slots[k], first.first_beat - cycle))
     return out
 
 
@@ -315,9 +338,10 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
                         stopped=run is not None and run.stopped, lockstep=lockstep)
     if run is not None:
         rows = _order_rows(run.sent, {}, symbols)
+        ticks = _tick_to_order(run, lockstep)
         summaries["gateware"] = SideSummary(
-            rows, _per_slot(rows, _gateware_fills(run), config, marks, tops, messages),
-            _tick_to_order(run, lockstep))
+            rows, _per_slot(rows, _gateware_fills(run), config, marks, tops, messages, ticks),
+            [c for _, c in ticks])
         ours, theirs = [r.packet for r in model.sent], [r.packet for r in run.sent]
         # A stopped run is compared as far as the gateware got.
         compared = len(theirs) if replay.stopped else max(len(ours), len(theirs))

@@ -8,14 +8,16 @@ from rich.table import Table
 
 from host.replay.inputs import ReplayInput
 from host.replay.loop import ORDER_COLUMNS, LoopReplay, latency_figures
-from host.replay.quotes import QUOTE_COLUMNS, quote_rows
 from host.replay.tables import write_table
+from sim.our_quotes import QUOTE_COLUMNS, quote_rows
 
 __all__ = ["loop_json", "print_loop_report", "write_orders", "write_quotes"]
 
 # Per-instrument figures, in the order shown.
 _FIGURES = ("messages", "top_changes", "quotes", "orders", "enter", "replace", "cancel",
-            "fills", "position", "realized", "unrealized", "rebates", "fees", "net")
+            "fills", "position", "realized", "unrealized", "rebates", "fees", "net",
+            "tick_to_trade_min", "tick_to_trade_median", "tick_to_trade_p99",
+            "tick_to_trade_max")
 _MONEY = {"realized", "unrealized", "rebates", "fees", "net"}
 
 
@@ -56,7 +58,8 @@ def print_loop_report(inp: ReplayInput, replay: LoopReplay, console: Console | N
             table.add_column(side, justify="right")
         for name in _FIGURES:
             values = [replay.summaries[side].per_slot[slot][name] for side in sides]
-            shown = [_money(v) if name in _MONEY else f"{v:,}" for v in values]
+            shown = ["-" if v is None else _money(v) if name in _MONEY else f"{v:,}"
+                     for v in values]
             table.add_row(name.replace("_", " "), *shown)
         console.print(table)
     gateware = replay.summaries.get("gateware")
@@ -89,7 +92,7 @@ def write_orders(path: str | Path, replay: LoopReplay) -> int:
 
 
 def write_quotes(path: str | Path, replay: LoopReplay) -> int:
-    """Both sides' quotes after each of their orders (:func:`~host.replay.quotes.quote_rows`),
+    """Both sides' quotes after each of their orders (:func:`~sim.our_quotes.quote_rows`),
     as CSV or Parquet; returns the rows."""
     rows = [[q[c] for c in QUOTE_COLUMNS] for side, summary in replay.summaries.items()
             for q in quote_rows(side, summary.orders)]

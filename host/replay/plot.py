@@ -2,7 +2,7 @@
 fills, and the position, over the run's cycles (one PNG, one row of two panels per instrument).
 
 Our quotes are the best price of our live orders on each side, as sent
-(:mod:`host.replay.quotes`). When the gateware ran, its orders are drawn over the model's (they
+(:mod:`sim.our_quotes`). When the gateware ran, its orders are drawn over the model's (they
 coincide when ``mismatches`` is 0) and the first differing order is marked.
 """
 
@@ -17,8 +17,8 @@ matplotlib.use("Agg")     # files only: no display on a build machine
 import matplotlib.pyplot as plt
 
 from host.replay.loop import LoopReplay
-from host.replay.quotes import quote_rows
 from sim.frames import book as book_frame
+from sim.our_quotes import quote_rows
 
 __all__ = ["plot_loop"]
 

@@ -1,10 +1,13 @@
-"""Our quotes over a replay: after each order we send, the best price of our live orders on
-each side of its instrument, the shares resting there and how many orders we have per side.
+"""Our quotes over a run: after each order we send, the best price of our live orders on each
+side of its instrument, the shares resting there and how many orders we have per side.
 
 "Live" is as sent: an Enter or Replace moves a quote when it leaves our order port, a Cancel
 takes it away (or, with a quantity, cuts it to that size). A fill does not: the quoter moves a
 filled quote on the exchange's answer, with an order of its own. Prices in ITCH units (1e-4 $);
 an empty side reads price 0 and 0 shares, as in the top-of-book table.
+
+Used by :func:`sim.frames.quotes` (the model's run) and by the replay's tables and plot (both
+runs).
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ QUOTE_COLUMNS = ("run", "order", "time", "slot", "symbol", "bid_price", "bid_sha
 
 
 def quote_rows(run: str, orders: list[dict]) -> list[dict]:
-    """One row per order in ``orders`` (rows of :data:`host.replay.loop.ORDER_COLUMNS`): our
-    quotes on that order's instrument once it is sent."""
+    """One row per order in ``orders``, dicts with the keys ``index``, ``time``, ``kind``
+    (``enter``, ``replace`` or ``cancel``), ``slot``, ``symbol``, ``user_ref``, ``orig_ref``
+    (a Replace's original UserRefNum), ``side`` (``B`` or ``S``, on an Enter), ``quantity``
+    and ``price`` (the replay's order rows are such dicts): our quotes on that order's
+    instrument once it is sent, :data:`QUOTE_COLUMNS` with ``run`` set to ``run``."""
     # Per instrument slot: UserRefNum -> (side, price, shares) of the orders live as sent.
     live: dict[int, dict[int, tuple[str, int, int]]] = {}
     out = []
