@@ -249,6 +249,13 @@ class TickgateCore(wiring.Component):
         members["o_fill"] = loop["o_fill"]
         super().__init__(members)
 
+    @property
+    def loop_parameters(self):
+        """The loop's parameter inputs as the quoter and the risk gate read them: ``quote`` and
+        ``risk`` (one element per slot) and ``port``, each field named as its register; for
+        testbenches that watch a commit reach the loop."""
+        return self._loop.quote, self._loop.risk, self._loop.port
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.feed = feed = self._feed
