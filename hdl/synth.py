@@ -13,7 +13,7 @@ each level, so it is never the critical path. What the harness adds to the utili
 exactly by :attr:`SynthHarness.overhead_ffs` (plus about ``out_width / 3`` LUT4 for the tree).
 """
 
-from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -58,7 +58,11 @@ class SynthHarness(wiring.Component):
         self._inputs = []
         self._outputs = []
         for _path, member, value in core.signature.flatten(core):
-            (self._inputs if member.flow == In else self._outputs).append(Value.cast(value))
+            value = Value.cast(value)
+            if member.flow == In and isinstance(value, Const):
+                # The constant ``ready`` of an always-ready output stream: nothing drives it.
+                continue
+            (self._inputs if member.flow == In else self._outputs).append(value)
         self.in_width = sum(len(v) for v in self._inputs)
         self.out_width = sum(len(v) for v in self._outputs)
         if self.out_width == 0:

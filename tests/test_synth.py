@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from amaranth.hdl import Cat, Module, Signal, Value
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
@@ -71,6 +71,18 @@ class StructCore(wiring.Component):
             self.result.flag.eq(self.cmd.op == 3),
             self.echo.eq(self.cmd.op),
         ]
+        return m
+
+
+class AlwaysReadyOutput(wiring.Component):
+    """Stand-in whose output stream is always ready: its ``ready`` is a constant, not a port."""
+
+    a: In(4)
+    o: Out(stream.Signature(4, always_ready=True))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += [self.o.payload.eq(self.a), self.o.valid.eq(self.a[0])]
         return m
 
 
@@ -198,6 +210,14 @@ def test_harness_counts():
     # 65 -> 17 -> 5 -> 2 -> 1 through four-input XOR levels.
     assert harness.fold_latency == 1 + 4
     assert harness.overhead_ffs == 2 + 128 + 65 + (17 + 5 + 2 + 1)
+
+
+def test_harness_leaves_the_constant_ready_of_an_always_ready_output_alone():
+    harness = SynthHarness(AlwaysReadyOutput())
+    assert (harness.in_width, harness.out_width) == (4, 5)
+    sim = Simulator(harness)  # elaborates: no assignment to the constant
+    sim.add_clock(1e-8)
+    sim.run_until(1e-7)
 
 
 def test_harness_rejects_core_without_outputs():
