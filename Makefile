@@ -94,10 +94,10 @@ iverilog:
 
 # pytest exits with 5 when it collects nothing; that fails here like any other error.
 test: setup
-	$(VENV_PYTHON) -m pytest -n $(JOBS) $(PYTEST_ARGS) $(TESTS)
+	$(VENV_PYTHON) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS) $(TESTS)
 
 soak: setup
-	$(VENV_PYTHON) -m pytest -n $(JOBS) -m soak $(PYTEST_ARGS) $(TESTS)
+	$(VENV_PYTHON) -m pytest -n $(JOBS) --dist loadgroup -m soak $(PYTEST_ARGS) $(TESTS)
 
 synth-test: setup
 	$(VENV_PYTHON) -m pytest -m synth $(PYTEST_ARGS) tests/test_synth.py

@@ -193,14 +193,17 @@ class TickgateCore(wiring.Component):
         ``armed``, ``killed``, ``heartbeat_lost``.
     o_top, o_decision, o_fill : Out(stream.Signature(..., always_ready=True))
         Monitors: each top-of-book update as the loop takes it, each risk decision, each fill.
+    busy : Out(1)
+        The book has events queued or in flight (or is sweeping, clearing or refilling), or the
+        loop is working on an input; for testbenches that hand the core one input at a time.
 
     Latency
     -------
     The feed: as :class:`FeedBook` (7 cycles from a message's last byte to its top update).
     The loop: :data:`~hdl.quote.loop.TICK_TO_ORDER` (44) cycles from the update to the first
-    beat of its first order when idle. Tick to trade: 7 + 1 + 44 = 52 cycles from the beat
+    beat of its first order when idle. Tick to trade: 7 + 44 = 51 cycles from the beat
     carrying the last byte of a top-changing message to the first beat of the resulting order
-    (``tests/test_core_loop.py`` measures it). A committed configuration is in force the cycle
+    (``tests/test_core_trade.py`` measures it). A committed configuration is in force the cycle
     after the commit.
 
     Throughput and bad input
@@ -247,6 +250,7 @@ class TickgateCore(wiring.Component):
                                                 always_ready=True))
         members["o_decision"] = loop["o_decision"]
         members["o_fill"] = loop["o_fill"]
+        members["busy"] = Out(1)
         super().__init__(members)
 
     @property
@@ -286,6 +290,7 @@ class TickgateCore(wiring.Component):
         ]
         wiring.connect(m, loop.o_decision, wiring.flipped(self.o_decision))
         wiring.connect(m, loop.o_fill, wiring.flipped(self.o_fill))
+        m.d.comb += self.busy.eq(loop.busy | feed.book_busy | ~feed.book_idle)
 
         wiring.connect(m, plane.control, wiring.flipped(self.control))
         m.d.comb += [loop.control.armed.eq(plane.control.armed),

@@ -82,6 +82,12 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                            "--model-only) as SoupBinTCP over one TCP connection, for Wireshark")
     loop.add_argument("--plot", metavar="FILE.png",
                       help="draw the book, our quotes, fills and position per instrument")
+    loop.add_argument("--core", action="store_true",
+                      help="run the whole core instead of the loop alone: the capture's own "
+                           "Ethernet frames in, its book making the loop's top updates (each "
+                           "compared with the model's), set up by the host driver through the "
+                           "register map; under cocotb (--sim icarus, the default, or "
+                           "verilator)")
     loop.add_argument("--free-running", action="store_true",
                       help="give the gateware loop each input in the cycle it is due and "
                            "let its orders reach the exchange --latency cycles after they "
@@ -134,9 +140,10 @@ def replay(args) -> int:
     if args.until == "loop":
         return _replay_loop(args)
     if (args.symbols or args.params or args.orders_out or args.quotes_out or args.orders_pcap
-            or args.plot or args.jobs != 1 or args.dask or args.waves):
+            or args.plot or args.jobs != 1 or args.dask or args.waves or args.core):
         raise SystemExit("tickgate replay: --symbols, --params, --orders-out, --quotes-out, "
-                         "--orders-pcap, --plot, --waves, --jobs and --dask need --until loop")
+                         "--orders-pcap, --plot, --waves, --jobs, --dask and --core need "
+                         "--until loop")
     if args.sim == "amaranth":
         raise SystemExit("tickgate replay: --until events and book run on icarus or verilator")
     slots = BookGeometry().slots
@@ -219,7 +226,8 @@ def _replay_loop(args) -> int:
                                                                 args.taker_fee),
                            latency=args.latency, max_gap=args.max_gap,
                            gateware=not args.model_only, lockstep=not args.free_running,
-                           waves=args.waves, simulator=args.sim or "amaranth")
+                           waves=args.waves, core=args.core,
+                           simulator=args.sim or ("icarus" if args.core else "amaranth"))
             symbols = [s.strip() for s in args.symbols.split(",")] if args.symbols else None
             try:
                 inp = load_capture(args.capture, **loader)

@@ -11,11 +11,7 @@ the same bench, cycle for cycle.
 
 from __future__ import annotations
 
-import os
-import pickle
-import tempfile
 import warnings
-from pathlib import Path
 
 import cocotb
 from amaranth.hdl import Const, UnusedElaboratable
@@ -26,15 +22,12 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from hdl.quote.loop import QuoteLoop
 from host.gatesim.loop_driver import LoopDriver, LoopRun
 from host.gatesim.loop_world import LoopWorld
+from host.gatesim.runner import bench_job, bench_result
 from sim.market_maker import MarketMakerConfig
 
-__all__ = ["replay_loop", "run_loop_cocotb"]
+__all__ = ["CocotbPorts", "replay_loop", "run_driver", "run_loop_cocotb", "start_out_of_reset"]
 
-_JOB = "TICKGATE_LOOP_JOB"
-_RUN = "TICKGATE_LOOP_RUN"
 _RESET_CYCLES = 4
-# Verilog by (slots, first UserRefNum), for this process: a conversion takes seconds.
-_SOURCES: dict[tuple[int, int], str] = {}
 
 
 def _loop(config: MarketMakerConfig) -> QuoteLoop:
@@ -44,32 +37,17 @@ def _loop(config: MarketMakerConfig) -> QuoteLoop:
 def run_loop_cocotb(config: MarketMakerConfig, world: LoopWorld, options: dict,
                     simulator: str) -> LoopRun:
     """Run the loop bench under cocotb in ``simulator`` (``icarus`` or ``verilator``)."""
-    from hdl.export import export_verilog
-    from host.gatesim.runner import run_cocotb
+    from host.gatesim.runner import cached_verilog, run_bench
 
     key = (len(config.instruments), config.first_user_ref)
-    if key not in _SOURCES:
-        _SOURCES[key] = export_verilog(_loop(config))
-    saved = os.environ.get("TICKGATE_SIM")
-    os.environ["TICKGATE_SIM"] = simulator
-    try:
-        with tempfile.TemporaryDirectory(prefix="tickgate-loop-") as tmp:
-            job, out = Path(tmp) / "job.pickle", Path(tmp) / "run.pickle"
-            job.write_bytes(pickle.dumps((config, world, options)))
-            run_cocotb(None, "host.gatesim.loop_cocotb", testcase="replay_loop",
-                       build_name=f"quote-loop{key[0]}", source=_SOURCES[key],
-                       env={_JOB: str(job), _RUN: str(out)})
-            run = pickle.loads(out.read_bytes())
-    finally:
-        if saved is None:
-            os.environ.pop("TICKGATE_SIM", None)
-        else:
-            os.environ["TICKGATE_SIM"] = saved
+    source = cached_verilog(f"quote-loop{key[0]}", lambda: _loop(config), *key)
+    run = run_bench("host.gatesim.loop_cocotb", "replay_loop", build_name=f"quote-loop{key[0]}",
+                    source=source, simulator=simulator, job=(config, world, options))
     run.simulator = simulator
     return run
 
 
-class _CocotbPorts:
+class CocotbPorts:
     """The toplevel's ports by name under cocotb."""
 
     def __init__(self, dut):
@@ -89,21 +67,10 @@ class _CocotbPorts:
         return int(self._handle(name).value)
 
 
-@cocotb.test()
-async def replay_loop(dut):
-    """One run of the loop bench, its inputs from and its result to the launcher's files.
-
-    Cycle 0 is the first after reset, as in Amaranth's simulator (which starts out of reset):
-    the driver sets its inputs right after the edge that ends the reset and samples them at the
-    next edge, before the registers take it."""
-    config, world, options = pickle.loads(Path(os.environ[_JOB]).read_bytes())
-    # Only the loop's signature is read here (the simulator runs its Verilog): no warnings
-    # that it and its stages were never elaborated.
-    warnings.filterwarnings("ignore", category=UnusedElaboratable)
-    component = _loop(config)
-    driver = LoopDriver(component, config, world, **options)
-    ports = _CocotbPorts(dut)
-    edge = RisingEdge(dut.clk)
+async def start_out_of_reset(dut, component, ports: CocotbPorts, driver) -> None:
+    """Start the clock, hold reset for a few cycles with every input of ``component`` at 0 and
+    the bench's set-up (``driver.configure``) applied, and release it right after an edge:
+    the cycle that edge begins is the design's cycle 0."""
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
     # Every input starts at 0, as in Amaranth's simulator: an undriven Verilog input is X. Not
@@ -113,18 +80,42 @@ async def replay_loop(dut):
         if member.flow == In and not isinstance(value, Const):
             ports.set("__".join(map(str, path)), 0)
     driver.configure(ports)
-    for _ in range(_RESET_CYCLES):
-        await edge
+    await ClockCycles(dut.clk, _RESET_CYCLES)
     dut.rst.value = 0
-    cycle = 0
+
+
+async def run_driver(dut, ports: CocotbPorts, driver, cycle: int) -> int:
+    """Run ``driver`` (a :class:`LoopDriver`) from ``cycle``, entered right after a rising
+    edge, to the end of its run; the last cycle. Inputs are driven right after an edge and
+    sampled at the next, before the registers take it, as Amaranth's testbench does between
+    two ticks."""
+    edge = RisingEdge(dut.clk)
     driver.drive(ports, cycle)
     while True:
         await edge
         ahead = driver.sample(ports, cycle)
         if ahead is None:
-            break
+            return cycle
         if ahead > 1:
             await ClockCycles(dut.clk, ahead - 1)
         cycle += ahead
         driver.drive(ports, cycle)
-    Path(os.environ[_RUN]).write_bytes(pickle.dumps(driver.finish(ports, cycle)))
+
+
+@cocotb.test()
+async def replay_loop(dut):
+    """One run of the loop bench, its inputs from and its result to the launcher's files.
+
+    Cycle 0 is the first after reset, as in Amaranth's simulator (which starts out of reset):
+    the driver sets its inputs right after the edge that ends the reset and samples them at the
+    next edge, before the registers take it."""
+    config, world, options = bench_job()
+    # Only the loop's signature is read here (the simulator runs its Verilog): no warnings
+    # that it and its stages were never elaborated.
+    warnings.filterwarnings("ignore", category=UnusedElaboratable)
+    component = _loop(config)
+    driver = LoopDriver(component, config, world, **options)
+    ports = CocotbPorts(dut)
+    await start_out_of_reset(dut, component, ports, driver)
+    cycle = await run_driver(dut, ports, driver, 0)
+    bench_result(driver.finish(ports, cycle))

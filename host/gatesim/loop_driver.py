@@ -25,7 +25,8 @@ from sim.itch_event import symbol_int
 from sim.market_maker import MarketMakerConfig
 from sim.wire.ouch import Message, decode_inbound_stream, decode_outbound_stream
 
-__all__ = ["CALM", "PROGRESS_CYCLES", "LoopDriver", "LoopRun", "Ports", "SentRecord"]
+__all__ = ["CALM", "PROGRESS_CYCLES", "LoopDriver", "LoopRun", "Ports", "SentRecord",
+           "payload_layout"]
 
 #: How often a run reports progress and asks whether to stop.
 PROGRESS_CYCLES = 1024
@@ -84,6 +85,9 @@ class LoopRun:
     top_cycles: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     #: The instrument slot of each of those updates.
     top_slots: list[int] = dataclasses.field(default_factory=list)
+    #: A run of the whole core: per feed item, the cycle the Ethernet input took the beat
+    #: holding its message's last byte.
+    feed_ends: dict[int, int] = dataclasses.field(default_factory=dict)
     cycles: int = 0
     #: Feed items given to the loop; fewer than the feed's when ``stop`` ended the run early.
     fed: int = 0
@@ -96,7 +100,7 @@ class LoopRun:
         return b"".join(s.packet for s in self.sent)
 
 
-def _layout(component, name: str):
+def payload_layout(component, name: str):
     return component.signature.members[name].signature.members["payload"].shape
 
 
@@ -117,12 +121,7 @@ class LoopDriver:
         self.progress, self.stop = progress, stop
         # The stale-feed timer can act on its own in an idle stretch: then every cycle is run.
         self.skip_idle = skip_idle and config.port.stale_feed_timeout == 0
-        self.top_layout = _layout(component, "i")
-        self.beat_layout = _layout(component, "i_answer")
-        self.out_layout = _layout(component, "o")
-        self.decision_layout = _layout(component, "o_decision")
-        self.fill_layout = _layout(component, "o_fill")
-        self.stats_layout = component.signature.members["stats"].shape
+        self._read_layouts(component)
         self.result = LoopRun()
         self._answer_beats: deque = deque()   # beats of the answers being delivered
         self._tops: deque = deque()           # (update, feed item index) for the loop's input
@@ -133,6 +132,14 @@ class LoopDriver:
         self._gap = False
         self._feeding = False
         self._mark = self._moved = 0          # inputs taken and decisions; the cycle they moved
+
+    def _read_layouts(self, component) -> None:
+        self.top_layout = payload_layout(component, "i")
+        self.beat_layout = payload_layout(component, "i_answer")
+        self.out_layout = payload_layout(component, "o")
+        self.decision_layout = payload_layout(component, "o_decision")
+        self.fill_layout = payload_layout(component, "o_fill")
+        self.stats_layout = component.signature.members["stats"].shape
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -174,35 +181,69 @@ class LoopDriver:
         if not world.serial:                  # every step in the cycle it is due
             while (step := world.next_step(cycle)) is not None:
                 self._give(step, cycle)
-        elif not (self._tops or self._answer_beats) and self._calm >= CALM:
+        elif not self._waiting() and self._calm >= CALM:
             # The next step into a settled loop, whatever its time on the feed's clock (the
             # world's events before it taken).
             step = world.next_step()
             if step is not None:
                 self._give(step, cycle)
+        self._drive_feed(ports)
+        if self._answer_beats:
+            chunk, last = self._answer_beats[0]
+            self._drive_answer(ports, int.from_bytes(chunk, "little"), (1 << len(chunk)) - 1,
+                               last)
+        else:
+            self._drive_answer(ports, None, 0, False)
+        self._feeding = self._waiting()       # a transfer may happen
+
+    # -- the loop's own input and output ports (a bench of a larger design overrides them) --
+
+    def _waiting(self) -> bool:
+        """Inputs given to the design and not yet taken (or, for a core, not yet seen)."""
+        return bool(self._tops or self._answer_beats)
+
+    def _drive_feed(self, ports: Ports) -> None:
         ports.set("feed_gap", int(self._gap))
         if self._tops:
             update = self._tops[0][0]
             ports.set("i__payload", pack(self.top_layout, {
                 name: int(getattr(update, name)) for name in _TOP_FIELDS}))
         ports.set("i__valid", int(bool(self._tops)))
-        if self._answer_beats:
-            chunk, last = self._answer_beats[0]
+
+    def _drive_answer(self, ports: Ports, data: int | None, keep: int, last: bool) -> None:
+        if data is not None:
             ports.set("i_answer__payload", pack(self.beat_layout, {
-                "data": int.from_bytes(chunk, "little"), "keep": (1 << len(chunk)) - 1,
-                "last": int(last)}))
-        ports.set("i_answer__valid", int(bool(self._answer_beats)))
-        self._feeding = bool(self._tops or self._answer_beats)  # a transfer may happen
+                "data": data, "keep": keep, "last": int(last)}))
+        ports.set("i_answer__valid", int(data is not None))
+
+    def _take_feed(self, ports: Ports, cycle: int) -> None:
+        """Record the top update the loop took in ``cycle``, if any."""
+        if self._tops and ports.get("i__ready"):
+            update, index = self._tops.popleft()
+            self.result.top_cycles.append((cycle, index))
+            self.result.top_slots.append(update.slot)
+
+    def _answer_taken(self, ports: Ports) -> bool:
+        return bool(ports.get("i_answer__ready"))
+
+    def _out_beat(self, ports: Ports) -> dict | None:
+        """The order port's beat in this cycle (``first``, ``data``, ``keep``, ``last``)."""
+        return unpack(self.out_layout, ports.get("o__payload")) if ports.get("o__valid") else None
+
+    def _stuck_detail(self) -> str:
+        return (f"inputs waiting: {len(self._tops)} top updates, {len(self._answer_beats)} "
+                f"answer beats")
+
+    def _progress_mark(self) -> int:
+        """A count that moves whenever the design takes an input or decides."""
+        return len(self.result.top_cycles) + len(self._answer_beats) + len(self.result.decisions)
 
     def sample(self, ports: Ports, cycle: int) -> int | None:
         """Record the outputs of ``cycle`` (its inputs driven); the cycles to advance, or None
         when the run ends in this cycle."""
         result, world = self.result, self.world
-        if self._tops and ports.get("i__ready"):
-            update, index = self._tops.popleft()
-            result.top_cycles.append((cycle, index))
-            result.top_slots.append(update.slot)
-        if (self._answer_beats and ports.get("i_answer__ready")
+        self._take_feed(ports, cycle)
+        if (self._answer_beats and self._answer_taken(ports)
                 and self._answer_beats.popleft()[1]):
             self._answer_cycles.append(cycle)
         decision_valid = ports.get("o_decision__valid")
@@ -214,20 +255,21 @@ class LoopDriver:
         fill_valid = ports.get("o_fill__valid")
         if fill_valid:
             result.fills.append(unpack(self.fill_layout, ports.get("o_fill__payload")))
-        if ports.get("o__valid"):
-            self._take_beat(unpack(self.out_layout, ports.get("o__payload")), cycle)
+        beat = self._out_beat(ports)
+        if beat is not None:
+            self._take_beat(beat, cycle)
 
         busy = ports.get("busy")
-        mark = len(result.top_cycles) + len(self._answer_beats) + len(result.decisions)
+        mark = self._progress_mark()
         if mark != self._mark:
             self._mark, self._moved = mark, cycle
-        elif (self._tops or self._answer_beats or busy) and cycle - self._moved > STUCK:
+        elif (self._waiting() or busy) and cycle - self._moved > STUCK:
             raise RuntimeError(
                 f"the loop is stuck in cycle {cycle}: for {STUCK} cycles it took no input and "
-                f"decided nothing (inputs waiting: {len(self._tops)} top updates, "
-                f"{len(self._answer_beats)} answer beats; busy {busy})")
+                f"decided nothing ({self._stuck_detail()}; busy {busy}; feed items given "
+                f"{world.fed} of {len(world.feed)})")
         idle = (not world.pending() and (self.kill_at is None or cycle > self.kill_at)
-                and not (self._answer_beats or self._tops) and not busy)
+                and not self._waiting() and not busy)
         self._quiet = self._quiet + 1 if idle else 0
         if self._quiet >= self.settle:
             return None

@@ -36,12 +36,17 @@ _TO_CLIENT, _TO_EXCHANGE, _FEED = range(3)
 @dataclass(frozen=True, slots=True)
 class Step:
     """One input of the loop: an answer packet (``answer``), or the top updates one feed item
-    made, each with the item's index (``tops``), or a feed gap (``gap``)."""
+    made, each with the item's index (``tops``), or a feed gap (``gap``). For a bench of the
+    whole core, a feed item's step also carries the Ethernet input's beats up to the one
+    holding the item's last byte (``beats``: ``(tdata, tkeep, tlast, tuser)``) and the item's
+    index (``item``)."""
 
     time: int
     answer: bytes | None = None
     tops: tuple[tuple[TopUpdate, int], ...] = ()
     gap: bool = False
+    beats: tuple[tuple[int, int, int, int], ...] = ()
+    item: int | None = None
 
 
 class LoopWorld:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["BUILD_ROOT", "PROJECT_ROOT", "run_cocotb", "selected_simulator"]
+__all__ = ["BUILD_ROOT", "PROJECT_ROOT", "bench_job", "bench_result", "cached_verilog",
+           "run_bench", "run_cocotb", "selected_simulator"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUILD_ROOT = Path(os.environ.get("TICKGATE_BUILD", PROJECT_ROOT / "build")) / "cocotb"
@@ -53,6 +54,39 @@ def _icarus_time_zero(source: str) -> str:
 
 # Converted Verilog by ``cache_key`` (see run_cocotb), for this process.
 _CONVERTED: dict[str, str] = {}
+# What a design's Verilog depends on: the gateware, the layouts it takes from the model, and
+# the converter.
+_SOURCE_TREES = ("hdl", "sim")
+
+
+def _sources_digest() -> str:
+    import amaranth
+
+    digest = hashlib.sha256(amaranth.__version__.encode())
+    for tree in _SOURCE_TREES:
+        for path in sorted((PROJECT_ROOT / tree).rglob("*.py")):
+            digest.update(str(path.relative_to(PROJECT_ROOT)).encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cached_verilog(name: str, build, *params) -> str:
+    """The Verilog (:func:`hdl.export.export_verilog`) of the design ``build()`` makes, kept
+    in the build tree under ``name`` for this version of the gateware's sources and these
+    ``params``: converting the whole core takes most of a minute, and every test or replay of
+    the same design in any process reuses the first conversion."""
+    from hdl.export import export_verilog
+
+    key = hashlib.sha256(f"{_sources_digest()} {params!r}".encode()).hexdigest()[:16]
+    path = BUILD_ROOT.parent / "verilog" / f"{name}-{key}.v"
+    if path.exists():
+        return path.read_text()
+    source = export_verilog(build())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text(source)
+    partial.replace(path)                 # atomic: a parallel test sees all or nothing
+    return source
 
 
 def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] | None = None,
@@ -165,3 +199,46 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
             os.environ["SIM"] = saved_sim
     sys.stdout.flush()
     return build_dir
+
+
+# Where a bench run under cocotb (run_bench) finds its inputs and leaves its result.
+_BENCH_JOB = "TICKGATE_BENCH_JOB"
+_BENCH_RUN = "TICKGATE_BENCH_RUN"
+
+
+def run_bench(module: str, testcase: str, *, build_name: str, source: str, simulator: str,
+              job):
+    """Run the cocotb test ``testcase`` of ``module`` on the Verilog ``source`` in
+    ``simulator``, handing it ``job`` (any picklable object; the test reads it with
+    :func:`bench_job`) and returning what the test left with :func:`bench_result`."""
+    import pickle
+    import tempfile
+
+    saved = os.environ.get("TICKGATE_SIM")
+    os.environ["TICKGATE_SIM"] = simulator
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"tickgate-{build_name}-") as tmp:
+            inputs, out = Path(tmp) / "job.pickle", Path(tmp) / "run.pickle"
+            inputs.write_bytes(pickle.dumps(job))
+            run_cocotb(None, module, testcase=testcase, build_name=build_name, source=source,
+                       env={_BENCH_JOB: str(inputs), _BENCH_RUN: str(out)})
+            return pickle.loads(out.read_bytes())
+    finally:
+        if saved is None:
+            os.environ.pop("TICKGATE_SIM", None)
+        else:
+            os.environ["TICKGATE_SIM"] = saved
+
+
+def bench_job():
+    """Inside a cocotb test started by :func:`run_bench`: its ``job``."""
+    import pickle
+
+    return pickle.loads(Path(os.environ[_BENCH_JOB]).read_bytes())
+
+
+def bench_result(result) -> None:
+    """Inside a cocotb test started by :func:`run_bench`: hand ``result`` back."""
+    import pickle
+
+    Path(os.environ[_BENCH_RUN]).write_bytes(pickle.dumps(result))

@@ -187,7 +187,7 @@ def _quote_changes(rows: list[dict], slot: int) -> int:
 
 def _per_slot(rows: list[dict], fills: list[Fill], config: MarketMakerConfig,
               marks: dict[int, int | None], tops: Counter, messages: Counter,
-              ticks: list[tuple[int, int]] | None = None) -> list[dict]:
+              ticks: list[tuple[int, int, int]] | None = None) -> list[dict]:
     book = PositionBook(len(config.instruments), config.fees)
     for fill in fills:
         book.apply(fill)
@@ -203,7 +203,7 @@ def _per_slot(rows: list[dict], fills: list[Fill], config: MarketMakerConfig,
                     "fills": sum(1 for f in fills if f.slot == slot),
                     "position": p.shares, "realized": p.realized, "unrealized": p.unrealized(),
                     "rebates": p.rebates, "fees": p.fees, "net": p.net(),
-                    **_tick_to_trade([c for k, c in ticks or () if k == slot])})
+                    **_tick_to_trade([t for k, _, t in ticks or () if k == slot])})
     return out
 
 
@@ -215,10 +215,10 @@ def trading_figures(per_slot: list[dict]) -> list[dict]:
             for row in per_slot]
 
 
-def _tick_to_trade(tick_to_order: list[int]) -> dict:
-    """Per instrument: tick to trade (the feed's :data:`FEED_TO_LOOP` cycles plus tick to
-    order) as min / median / p99 / max cycles, None without samples (and for the model)."""
-    figures = latency_figures([FEED_TO_LOOP + c for c in tick_to_order]) or {}
+def _tick_to_trade(tick_to_trade: list[int]) -> dict:
+    """Per instrument: tick to trade as min / median / p99 / max cycles, None without samples
+    (and for the model)."""
+    figures = latency_figures(tick_to_trade) or {}
     return {f"tick_to_trade_{k}": figures.get(k) for k in ("min", "median", "p99", "max")}
 
 
@@ -233,11 +233,13 @@ def _gateware_fills(run: LoopRun) -> list[Fill]:
 _QUIET = 200
 
 
-def _tick_to_order(run: LoopRun, lockstep: bool) -> list[tuple[int, int]]:
-    """Per top update that finds the loop quiet, its slot and the cycles to the first beat of
-    the first order it causes (the next order decided after it and before the next update). In
-    lockstep every input goes into a settled loop, so each update's first order before the next
-    input is its own."""
+def _tick_to_order(run: LoopRun, lockstep: bool) -> list[tuple[int, int, int]]:
+    """Per top update that finds the loop quiet, its slot, the cycles to the first beat of the
+    first order it causes (the next order decided after it and before the next update) and the
+    tick to trade: in a run of the whole core, measured from the beat that brought the last
+    byte of the update's message to the Ethernet input; of the loop alone, the feed's
+    :data:`FEED_TO_LOOP` cycles more than the tick to order. In lockstep every input goes into
+    a settled loop, so each update's first order before the next input is its own."""
     tops = [cycle for cycle, _ in run.top_cycles]
     answered = [cycle for cycle, _ in run.answers]
     inputs = sorted(tops + answered)
@@ -257,7 +259,11 @@ def _tick_to_order(run: LoopRun, lockstep: bool) -> list[tuple[int, int]]:
             or any(cycle - _QUIET <= r.time < cycle for r in run.sent)
             or any(cycle - _QUIET <= t <= first.time for t in answered))
         if not busy:
-            out.append((run.top_slots[k], first.first_beat - cycle))
+            item = run.top_cycles[k][1]
+            to_order = first.first_beat - cycle
+            end = run.feed_ends.get(item)
+            out.append((run.top_slots[k], to_order,
+                        first.first_beat - end if end is not None else FEED_TO_LOOP + to_order))
     return out
 
 
@@ -266,7 +272,8 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
              max_gap: int = DEFAULT_MAX_GAP, gateware: bool = True,
              progress: Callable[[int, int], None] | None = None,
              stop: Callable[[], bool] | None = None, lockstep: bool = True,
-             waves: str | None = None, simulator: str = "amaranth") -> LoopReplay:
+             waves: str | None = None, simulator: str = "amaranth",
+             core: bool = False) -> LoopReplay:
     """Run the capture's market-maker loop through the model and, with ``gateware``, through
     the gateware loop, and compare their orders.
 
@@ -279,7 +286,12 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
     On a mismatch, ``waves`` names a VCD file to write: the gateware run again from cycle 0 to
     :data:`WAVES_AFTER` cycles past the first differing order. ``simulator`` runs the gateware
     in Amaranth's simulator or, under cocotb, in ``icarus`` or ``verilator`` (then without
-    ``progress``, ``stop`` or ``waves``)."""
+    ``progress``, ``stop`` or ``waves``). With ``core`` the gateware is the whole core
+    (:func:`host.gatesim.core_cocotb.run_core`): the capture's own Ethernet frames in, its
+    book making the loop's top updates, set up by the host driver through the register map;
+    it runs under cocotb only (``icarus`` or ``verilator``)."""
+    if core and simulator == "amaranth":
+        raise ValueError("the whole core runs under cocotb: choose icarus or verilator")
     if simulator != "amaranth" and waves is not None:
         raise ValueError(f"--waves writes Amaranth's VCD; under {simulator}, set "
                          "TICKGATE_WAVES=1 for an FST of the whole run in its build directory")
@@ -301,7 +313,12 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
     run = None
     if gateware:
         times = [r.time + latency for r in model.sent] if lockstep else None
-        if simulator == "amaranth":
+        if core:
+            from host.gatesim.core_cocotb import run_core
+
+            run = run_core(dataclasses.replace(config), feed, inp.frames, inp.endpoint,
+                           exchange_times=times, simulator=simulator)
+        elif simulator == "amaranth":
             run = LoopBench(dataclasses.replace(config)).run(
                 feed, progress=progress, stop=stop, exchange_times=times)
         else:
@@ -341,7 +358,7 @@ def run_loop(inp: ReplayInput, *, symbols: list[str] | None = None, params: str 
         ticks = _tick_to_order(run, lockstep)
         summaries["gateware"] = SideSummary(
             rows, _per_slot(rows, _gateware_fills(run), config, marks, tops, messages, ticks),
-            [c for _, c in ticks])
+            [c for _, c, _ in ticks])
         ours, theirs = [r.packet for r in model.sent], [r.packet for r in run.sent]
         # A stopped run is compared as far as the gateware got.
         compared = len(theirs) if replay.stopped else max(len(ours), len(theirs))

@@ -26,7 +26,8 @@ from hdl.csr.reg import Access, RegisterMap
 from host.transports import RegisterAccessError
 from host.transports.framed import FramedTransport
 
-__all__ = ["CLOCK_PERIOD", "SimBoard", "SimTransport", "SimUartPort", "bus_access"]
+__all__ = ["CLOCK_PERIOD", "BusTransport", "SimBoard", "SimTransport", "SimUartPort",
+           "bus_access"]
 
 #: Simulated clock period in seconds; only the cycle count matters.
 CLOCK_PERIOD = 1e-8
@@ -289,8 +290,12 @@ class SimUartPort:
         pass
 
 
-class _DirectTransport:
-    def __init__(self, board: SimBoard):
+class BusTransport:
+    """A :class:`~host.transports.Transport` straight onto a CSR bus: ``board`` is anything
+    with ``bus_access(address, write=None) -> (data, BusError)``, one access at a time (a
+    :class:`SimBoard`, or a bench's bus under cocotb)."""
+
+    def __init__(self, board):
         self.board = board
 
     def read(self, address: int, count: int = 1) -> list[int]:
@@ -332,7 +337,7 @@ class SimTransport:
             raise ValueError(f"board built {'with' if self.board.uart else 'without'} a UART")
         self.mode = mode
         self._inner = (FramedTransport(SimUartPort(self.board)) if mode == "uart"
-                       else _DirectTransport(self.board))
+                       else BusTransport(self.board))
 
     def read(self, address: int, count: int = 1) -> list[int]:
         return self._inner.read(address, count)
