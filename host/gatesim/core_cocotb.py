@@ -161,8 +161,11 @@ async def replay_core(dut):
     bus = _CocotbBus(dut)
     host = await bridge(_set_up)(bus, config, feed, options["clordid_prefix"])
     await RisingEdge(dut.clk)             # back to driving right after an edge
+    start = bus.cycles + 1
+    if not world.serial:
+        world.start_at(start)
     try:
-        cycle = await run_driver(dut, ports, driver, bus.cycles + 1)
+        cycle = await run_driver(dut, ports, driver, start)
     except Exception:
         # What the core counted so far, to tell where the input went.
         _, counters = await bridge(_read_back)(host, 0)

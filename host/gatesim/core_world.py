@@ -69,6 +69,14 @@ class CoreWorld(LoopWorld):
         super().__init__(feed, books, exchange, slots, latency, exchange_times, serial)
         self.beats = list(beats)
 
+    def start_at(self, cycle: int) -> None:
+        """Free running: the feed's cycle 0 is the core's ``cycle`` (the first after its
+        set-up), so that the set-up does not bunch the feed's first items together."""
+        if self.serial or self.fed or self.now:
+            raise RuntimeError("only a free-running world that has not started can be moved")
+        self.feed = [(time + cycle, item) for time, item in self.feed]
+        self.exchange_times = [time + cycle for time in self.exchange_times]
+
     def _feed_item(self, time: int) -> Step:
         index = self.fed
         step = super()._feed_item(time)
