@@ -52,7 +52,8 @@ counts are committed 3 cycles after the last beat. ``expected`` is written in th
 after the last beat, before the next packet's header can need it. Later blocks' duplicate test is
 a countdown loaded the cycle after the header, before the second block's type byte can arrive;
 its start value comes from a 16-bit subtraction and compares of the upper 48 bits, not from a
-64-bit carry chain.
+64-bit carry chain. The later blocks' sequence number is loaded with ``S + 1`` at the same time,
+from the registered header, and steps from registers: no 64-bit adder behind a live byte.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -495,7 +496,7 @@ class MoldRx(wiring.Component):
             with m.If(first):
                 m.d.sync += [blk0.eq(1), framed.eq(0)]
             with m.Elif(type_mid):
-                m.d.sync += [blk0.eq(0), blk_seq.eq(Mux(blk0, seq_now, blk_seq) + 1)]
+                m.d.sync += blk0.eq(0)
                 with m.If(~blk0 & skip_nz):
                     m.d.sync += [skip_cnt.eq(skip_cnt - 1), skip_nz.eq(skip_cnt[1:].any())]
             with m.If(h_data):
@@ -553,12 +554,15 @@ class MoldRx(wiring.Component):
         dup_packet = Signal()
         with m.If(h1):
             m.d.sync += [
+                blk_seq.eq(pkt_seq + 1),
                 skip_cnt.eq(lo[:COUNT_BITS]),
                 skip_nz.eq(lo[:COUNT_BITS].any()),
                 skip0.eq(lo[:COUNT_BITS]),
                 skip_none.eq(d_neg),
                 skip_all.eq(d_sat),
             ]
+        with m.Elif(xfer & type_mid & ~blk0):
+            m.d.sync += blk_seq.eq(blk_seq + 1)
         with m.If(h2):
             m.d.sync += dup_packet.eq(~skip_none & (skip_all | (pkt_count_m1 <= skip0)))
 
