@@ -28,6 +28,7 @@ def _run(case: str, geometry: str = "default", pacing: str = ALL, **env: str) ->
         pacing = ALL
     book = Book(geometry_of(geometry), drop_when_full=False)
     run_cocotb(book, "tb_book", build_name=f"book-{geometry}", cache_key=f"book-{geometry}",
+               flatten=True,
                env={"TB_SEED": os.environ.get("TB_SEED", "1"), "TB_CASE": case,
                     "TB_GEOMETRY": geometry, "TB_PACING": pacing, **env},
                testcase="book_test")

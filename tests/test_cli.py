@@ -128,6 +128,17 @@ def test_core_ports_matches_export():
                                        "o__valid", "o__ready", "stats", "mask__0", "mask__1"]
 
 
+def test_flattened_export_is_one_module_with_the_same_ports():
+    from hdl.feed.ingress import FeedIngress
+
+    nested, flat = export_verilog(FeedIngress()), export_verilog(FeedIngress(), flatten=True)
+    assert len(re.findall(r"^module ", nested, re.MULTILINE)) > 3
+    assert re.findall(r"^module (\w+)", flat, re.MULTILINE) == ["top"]
+    assert verilog_ports(flat, "top") == verilog_ports(nested, "top")
+    # The submodules' registers keep their names, under their path.
+    assert "mold_rx.expected" in flat
+
+
 def test_lazy_factory_imports_on_call(monkeypatch):
     factory = lazy("tests.test_cli", "CountingPassThrough")
     assert factory.__qualname__ == "tests.test_cli.CountingPassThrough"

@@ -170,7 +170,8 @@ def test_a_gap_reaches_the_host_and_the_host_sets_the_expected_sequence(session)
     updates += model.push(frames[lost]).updates
     delivered = driver.counters()["mold_rx_stats"]["messages"]
     tb.run([frames[lost]], updates=len(updates), max_cycles=20_000)
-    assert driver.counters()["mold_rx_stats"]["messages"] == delivered + count
+    counters = driver.counters()
+    assert counters["mold_rx_stats"]["messages"] == delivered + count
     assert tb.updates == [{name: getattr(u, name) for name in _UPDATE_FIELDS} for u in updates]
     for stage, values in model.stats.items():
-        assert driver.counters()[f"{stage}_stats"] == values, stage
+        assert counters[f"{stage}_stats"] == values, stage

@@ -7,7 +7,7 @@ from tests.cocotb.runner import run_cocotb
 
 
 def _run(testcase: str, **env):
-    run_cocotb(FeedIngress(), "tb_ingress", build_name="ingress", testcase=testcase,
+    run_cocotb(FeedIngress(), "tb_ingress", build_name="ingress", testcase=testcase, flatten=True,
                env={key: str(value) for key, value in env.items()})
 
 
