@@ -24,6 +24,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+# Amaranth's own Yosys finder (the wheel, or AMARANTH_USE_YOSYS's choice): Amaranth has no public
+# call that runs a script of ours, and the flattened export must use the same Yosys as the rest.
 from amaranth._toolchain.yosys import find_yosys
 from amaranth.back import rtlil, verilog
 from amaranth.hdl import Const, Value
