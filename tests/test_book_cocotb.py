@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (a configuration simulated before in this process reuses its Verilog; its Book is unused)
 """Launches the cocotb testbench of the order book stage (tests/cocotb/tb_book.py).
 
 The book is built with ``drop_when_full=False`` so that the testbench's idle cycles and

@@ -435,8 +435,17 @@ class Book(wiring.Component):
         is_reduce3 = _is(kind3, BookOpKind.EXECUTE, BookOpKind.CANCEL, BookOpKind.DELETE,
                                    BookOpKind.REPLACE)
         level_full = ~levels.hit & ~levels.any_free
+        # An add goes to the level cache on registered terms only and is withdrawn there
+        # (``a_abort``) when the level table turns out full: the cache's compares then start at
+        # registers rather than behind the level table's read and tag compare.
+        add_try = Signal()
         add_ok = Signal()
-        m.d.comb += add_ok.eq(is_add3 & ~p3.bad & ~p3.dup & ~p3.table_full & ~level_full)
+        cache_abort = Signal()
+        m.d.comb += [
+            add_try.eq(is_add3 & ~p3.bad & ~p3.dup & ~p3.table_full),
+            add_ok.eq(add_try & ~level_full),
+            cache_abort.eq(add_try & level_full),
+        ]
         degrade3 = is_add3 & ~p3.bad & ~p3.dup & (p3.table_full | level_full)
         reduce3 = is_reduce3 & p3.hit
         final3 = ~p3.second & ~((kind3 == BookOpKind.REPLACE) & p3.hit)
@@ -444,7 +453,7 @@ class Book(wiring.Component):
         side3 = p3.side
 
         cache_op = Signal(CacheOp)
-        with m.If(go3 & add_ok):
+        with m.If(go3 & add_try):
             m.d.comb += cache_op.eq(CacheOp.ADD)
         with m.Elif(go3 & reduce3):
             m.d.comb += cache_op.eq(CacheOp.REMOVE)
@@ -455,12 +464,13 @@ class Book(wiring.Component):
         flags_changed = flags_next != last_flags[slot3]
         top3 = Signal(top_layout)
         m.d.comb += [top3.bid.eq(heads[slot3][0]), top3.ask.eq(heads[slot3][1])]
-        with m.If(cache_op != CacheOp.NONE):
+        cache_applied = (cache_op != CacheOp.NONE) & ~cache_abort
+        with m.If(cache_applied):
             with m.If(side3 == 0):
                 m.d.comb += top3.bid.eq(cache.new_head)
             with m.Else():
                 m.d.comb += top3.ask.eq(cache.new_head)
-        top_changed = (cache_op != CacheOp.NONE) & cache.changed
+        top_changed = cache_applied & cache.changed
         emit3 = Signal()
         m.d.comb += emit3.eq(go3 & final3 & (top_changed | flags_changed))
 
@@ -660,7 +670,8 @@ class Book(wiring.Component):
                 cache.a_slot.eq(slot3),
                 cache.a_side.eq(side3),
                 cache.a_price.eq(p3.price),
-                cache.a_qty.eq(Mux(add_ok, p3.op.shares, p3.delta)),
+                cache.a_qty.eq(Mux(add_try, p3.op.shares, p3.delta)),
+                cache.a_abort.eq(cache_abort),
             ]
 
         # ---- Clear sequencer -------------------------------------------------------------------

@@ -52,6 +52,11 @@ class LevelCache(wiring.Component):
     a_op, a_slot, a_side, a_price, a_qty : In
         An operation, in its phase A cycle (``a_op`` NONE: none). Never in two consecutive
         cycles. ``a_slot``/``a_side`` also select the side that ``worst`` reports.
+    a_abort : In(1)
+        Withdraw the phase A operation: phase B writes nothing. Only registered, so it may be
+        decided late in the phase A cycle (the book starts an add before it knows whether the
+        level table has room, and withdraws it when it has not); ``new_head`` and ``changed``
+        are then to be ignored.
     new_head : Out(LevelLayout)
         The operation's side's best level once the operation is applied (price 0, shares 0 when
         empty); same cycle.
@@ -97,6 +102,7 @@ class LevelCache(wiring.Component):
             "a_side": In(1),
             "a_price": In(PRICE_BITS),
             "a_qty": In(LEVEL_SHARES_BITS),
+            "a_abort": In(1),
             "new_head": Out(LevelLayout),
             "changed": Out(1),
             "refill": Out(1),
@@ -142,7 +148,8 @@ class LevelCache(wiring.Component):
         count_of = Array(counts)
 
         # Phase B registers.
-        b_valid = Signal()
+        b_valid = Signal()        # phase B of an operation (its row is read at b_addr)
+        b_write = Signal()        # ... that was not withdrawn
         b_op = Signal(CacheOp)
         b_addr = Signal(range(n_rows))
         b_price = Signal(PRICE_BITS)
@@ -224,7 +231,8 @@ class LevelCache(wiring.Component):
             worst = Mux(count == i + 1, row[i].price, worst)
         m.d.comb += [self.worst.eq(worst), self.full.eq(full)]
 
-        m.d.sync += b_valid.eq(self.a_op != CacheOp.NONE)
+        m.d.sync += [b_valid.eq(self.a_op != CacheOp.NONE),
+                     b_write.eq((self.a_op != CacheOp.NONE) & ~self.a_abort)]
         with m.If(self.a_op != CacheOp.NONE):
             m.d.sync += [
                 b_op.eq(self.a_op), b_addr.eq(a_addr), b_price.eq(price), b_qty.eq(qty),
@@ -269,13 +277,13 @@ class LevelCache(wiring.Component):
         m.d.comb += [
             wr.addr.eq(b_addr),
             wr.data.eq(new_row),
-            wr.en.eq(b_valid),
+            wr.en.eq(b_write),
             host_wr.addr.eq(b_addr),
             host_wr.data.eq(new_row[:depth * LevelLayout.size]),
-            host_wr.en.eq(b_valid),
+            host_wr.en.eq(b_write),
         ]
         for r in range(n_rows):
-            here_b = b_valid & (b_addr == r)
+            here_b = b_write & (b_addr == r)
             with m.If(here_b):
                 m.d.sync += [counts[r].eq(new_count),
                              heads[r].eq(Mux(new_count == 0, 0, new_entries[0].as_value()))]
@@ -285,7 +293,7 @@ class LevelCache(wiring.Component):
                 m.d.sync += flags[r].eq(fill_overflow)
             with m.If(self.clear[r // 2]):
                 m.d.sync += [counts[r].eq(0), flags[r].eq(0), heads[r].eq(0)]
-        with m.If(b_valid & (b_op == CacheOp.INSERT) & b_full):
+        with m.If(b_write & (b_op == CacheOp.INSERT) & b_full):
             m.d.sync += fill_overflow.eq(1)
         with m.If(self.fill_skipped):
             m.d.sync += fill_overflow.eq(1)

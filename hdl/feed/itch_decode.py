@@ -308,8 +308,11 @@ class ItchDecode(wiring.Component):
 
         # Output register and a skid register behind it. ``i.ready`` is the skid register's
         # emptiness, a flip-flop: ``o.ready`` reaches only the two output registers, not the
-        # enables of the whole decoder.
-        m.d.comb += self.i.ready.eq(~skid_valid)
+        # enables of the whole decoder. It has a flip-flop of its own (the inverse of
+        # ``skid_valid``), because ``skid_valid`` drives every output byte's select and
+        # ``i.ready`` heads the ready chain of the stages before.
+        ready = Signal(init=1)
+        m.d.comb += self.i.ready.eq(ready)
         with m.If(self.o.ready | ~self.o.valid):
             # The output register is free: the skid's event first (no event can be made while
             # it is full, as the input then waits), else this cycle's.
@@ -317,6 +320,7 @@ class ItchDecode(wiring.Component):
                 self.o.valid.eq(skid_valid | emit),
                 self.o.payload.eq(event),
                 skid_valid.eq(0),
+                ready.eq(1),
             ]
         with m.Else():
             # The skid register takes whatever is made while it is empty; only an emitted event
@@ -324,7 +328,7 @@ class ItchDecode(wiring.Component):
             with m.If(~skid_valid):
                 m.d.sync += skid.eq(event)
             with m.If(emit):
-                m.d.sync += skid_valid.eq(1)
+                m.d.sync += [skid_valid.eq(1), ready.eq(0)]
 
         self._count(m, done, type_byte, length_is, lengths, side_ok)
         return m

@@ -37,19 +37,23 @@ The header is captured byte by byte, realigned by the start lane, into ``hdr``; 
 the same array with the current beat's bytes in place. After the first beat the lane of every
 header byte is known a beat ahead, so it is a registered one-hot select (``hdrN_at``) and the
 live path is an AND-OR; the framing lanes (``e_lane``, ``pl``) are kept one-hot too. The session
-is compared byte by byte as it arrives, into registered flags ANDed at the header's end. What the
+is compared on every beat, byte by byte into registered flags that the header's end ANDs. What the
 first block's start mark needs and arrives early (the upper bytes of the sequence number) is
 compared from registers; only the last sequence-number bytes, the count and the first length are
 live when the first block's type byte shares a beat with the end of the header. That beat's start
 mark is the longest path; its live tests (the count, the first length, the last sequence bytes)
 are made on fixed lanes for every lane the header can end in, and picked by registered one-hots,
 so no byte select comes before them. A start mark never falls on a packet's last beat, and every
-other beat after the first is full, so the start mark's path has no ``keep`` term.
+other beat after the first is full, so the start mark's path has no ``keep`` term. The fixed-lane
+tests need only the beat, the previous beat and ``expected`` (``hdl/feed/mold_hints.py``), so in
+the feed ingress the UDP stage makes them a cycle ahead and this stage reads them from registers
+(``hinted``); standalone it makes them itself.
 
 Decisions that only affect counters are pipelined behind the packet: whether the packet is an
 old duplicate (``S + N <= expected``) is known 3 cycles after the header, and the per-packet
-counts are committed 3 cycles after the last beat. ``expected`` is written in the second cycle
-after the last beat, before the next packet's header can need it. Later blocks' duplicate test is
+counts are committed 3 cycles after the last beat. ``expected`` is written in the cycle after the
+last beat, from ``S + j`` counted up as blocks are framed, before the next packet's third beat
+(the first that can need it) can be loaded upstream. Later blocks' duplicate test is
 a countdown loaded the cycle after the header, before the second block's type byte can arrive;
 its start value comes from a 16-bit subtraction and compares of the upper 48 bits, not from a
 64-bit carry chain. The later blocks' sequence number is loaded with ``S + 1`` at the same time,
@@ -63,11 +67,8 @@ from amaranth.lib.wiring import In, Out
 from hdl.arch.beat import BEAT_BYTES, BeatStream
 from hdl.arch.mold import (
     COUNT_BITS,
-    END_OF_SESSION_COUNT,
-    FIRST_TYPE_OFFSET,
     HEADER,
     HEADER_LENGTH,
-    HEARTBEAT_COUNT,
     LENGTH_BITS,
     LENGTH_PREFIX,
     MIN_MESSAGE_LENGTH,
@@ -77,6 +78,7 @@ from hdl.arch.mold import (
     header_field,
 )
 from hdl.feed.message_beat import MessageBeatStream
+from hdl.feed.mold_hints import LATE_SEQ_BASES, LATE_SEQ_OFFSETS, MoldLaneHints, mold_lane_hints
 from hdl.stats import count, stats_layout
 from sim.mold_rx import MoldRxStat
 
@@ -111,23 +113,6 @@ assert HEADER["session"].end <= HEADER_LENGTH - BEAT_BYTES
 _PACKET_PIPE = 3  # cycles from a packet's last beat to its counter commit
 
 
-def _below(value, bound: int):
-    """``value < bound`` for a constant ``bound``, as gates rather than a carry chain.
-
-    ``value`` is below ``bound`` when, at some bit set in ``bound``, ``value`` has 0 and agrees
-    with ``bound`` on every bit above it.
-    """
-    width = len(value)
-    if bound >= 1 << width:
-        return Const(1)
-    terms = []
-    for i in range(width):
-        if bound >> i & 1:
-            above = [value[j] if bound >> j & 1 else ~value[j] for j in range(i + 1, width)]
-            terms.append(Cat(~value[i], *above).all())
-    return Cat(*terms).any() if terms else Const(0)
-
-
 def _or_all(values):
     """The bitwise OR of equally wide values (an AND-OR select when each is gated by one bit)."""
     result = values[0]
@@ -160,6 +145,11 @@ class MoldRx(wiring.Component):
     gap_fifo_depth : int
         Gaps held for the host at ``o_gap``; a gap that finds the FIFO full is counted in
         ``GAP_OVERFLOW`` and lost (``GAPS`` and ``GAP_MESSAGES`` still count it).
+    hinted : bool
+        False (default): the per-lane framing tests of :mod:`hdl.feed.mold_hints` are made here,
+        on the input beat. True: they arrive registered on ``i_hints`` from a
+        :class:`~hdl.feed.mold_hints.MoldHintStage` beside the previous stage's output register,
+        which takes the compares off this stage's longest paths. The output is the same.
 
     Ports
     -----
@@ -176,6 +166,8 @@ class MoldRx(wiring.Component):
         Gaps in arrival order, through a FIFO of ``gap_fifo_depth`` entries.
     i_expected : In(stream.Signature(64))
         Sets ``expected`` (the host recovered messages elsewhere). Taken between packets only.
+    i_hints : In(MoldLaneHints), only when ``hinted``
+        The per-lane tests of the beat on ``i``, made with ``status.expected``.
     stats : Out(stats_layout(MoldRxStat))
         48-bit counters. Header outcomes and ``MESSAGES`` update 2 cycles after the beat; gap
         counters 4 cycles and the other per-packet counters 5 cycles after the last beat.
@@ -185,8 +177,9 @@ class MoldRx(wiring.Component):
 
     Latency
     -------
-    1 cycle from an input beat to its output beat (registered output). ``expected`` and
-    ``o_gap`` reflect a packet 3 cycles after its last beat.
+    1 cycle from an input beat to its output beat (registered output). ``expected`` reflects a
+    packet 2 cycles after its last beat (so it is settled before the next packet's third beat
+    can arrive, which is what ``i_hints`` needs), ``o_gap`` 3 cycles after.
 
     Throughput
     ----------
@@ -199,18 +192,20 @@ class MoldRx(wiring.Component):
     A message already started when its packet turns out short or damaged ends with ``error``.
     """
 
-    i: In(BeatStream())
-    o: Out(MessageBeatStream())
-    o_gap: Out(stream.Signature(GapLayout))
-    i_expected: In(stream.Signature(SEQ_BITS))
-    stats: Out(stats_layout(MoldRxStat))
-    status: Out(MoldRxStatusLayout)
-
-    def __init__(self, *, gap_fifo_depth: int = 16):
+    def __init__(self, *, gap_fifo_depth: int = 16, hinted: bool = False):
         if gap_fifo_depth < 1:
             raise ValueError(f"gap_fifo_depth must be at least 1, got {gap_fifo_depth}")
         self._gap_fifo_depth = gap_fifo_depth
-        super().__init__()
+        self._hinted = hinted
+        super().__init__({
+            "i": In(BeatStream()),
+            **({"i_hints": In(MoldLaneHints)} if hinted else {}),
+            "o": Out(MessageBeatStream()),
+            "o_gap": Out(stream.Signature(GapLayout)),
+            "i_expected": In(stream.Signature(SEQ_BITS)),
+            "stats": Out(stats_layout(MoldRxStat)),
+            "status": Out(MoldRxStatusLayout),
+        })
 
     def elaborate(self, platform):
         m = Module()
@@ -298,14 +293,21 @@ class MoldRx(wiring.Component):
         # The same lanes one-hot, so that the live byte selects are 2-level AND-ORs.
         e_oh = Signal(BEAT_BYTES, init=1)
         pl_oh = Signal(BEAT_BYTES, init=1)
-        prev7 = Signal(8)         # lane 7 of the previous beat (a prefix straddling two beats)
+        prev = Signal(8 * BEAT_BYTES)   # the previous beat (a field straddling two beats)
+        prev_lanes = [prev.word_select(k, 8) for k in range(BEAT_BYTES)]
+        prev7 = prev_lanes[BEAT_BYTES - 1]
+        if self._hinted:
+            hints = self.i_hints
+        else:
+            hints = Signal(MoldLaneHints)
+            m.d.comb += [getattr(hints, name).eq(value) for name, value
+                         in mold_lane_hints(lanes, prev_lanes, expected).items()]
         type_next = Signal()      # BODY: its type byte is lane 0 of this beat
         cur_len = Signal(LENGTH_BITS)   # the length completed in the previous beat (for type_b)
         msg_open = Signal()       # a start mark was sent and no end yet
         blk0 = Signal()           # no block's type byte yet in this packet
         left = Signal(COUNT_BITS)  # blocks still to frame, the current one included
         left_one = Signal()       # left == 1
-        framed = Signal(COUNT_BITS)
         blk_seq = Signal(SEQ_BITS)  # sequence number of the next block after the first
         skip_cnt = Signal(COUNT_BITS)  # blocks after the first still to skip as duplicates
         skip_nz = Signal()        # skip_cnt != 0
@@ -322,32 +324,29 @@ class MoldRx(wiring.Component):
 
         # --- End of header.
         session_now = header_field(hdr, "session")   # complete in registers by then
-        # The session's bytes are all in by the beat before the header's end: each is compared
-        # with the latched session as it arrives (on every beat after the first, which
-        # recompares the bytes the first beat brought), and the header's end ANDs the flags.
+        # The session's bytes are all in by the beat before the header's end, so each byte is
+        # compared on every beat after the first (the last time with every byte in place) into a
+        # flag that the header's end reads (per-byte flags placed faster than one registered
+        # verdict of all ten bytes). The latch they compare with only moves at a header's end, at
+        # least three beats before the next one.
         sess_bytes = field_offsets("session")
         sess_eq = Signal(len(sess_bytes))
         with m.If(xfer & ~first):
             m.d.sync += sess_eq.eq(Cat(*[
                 hdr_late[h] == session.word_select(len(sess_bytes) - 1 - i, 8)
                 for i, h in enumerate(sess_bytes)]))
+        sess_ok = Signal()
+        m.d.comb += sess_ok.eq(~session_valid | sess_eq.all())
         seq_now = header_field(hdr_next, "seq")
         count_now = header_field(hdr_next, "count")
         h_done = Signal()         # the header's last byte is in this beat
-        sess_ok = Signal()
         h_pass = Signal()         # ... and the packet is of our session
         h_data = Signal()         # ... and carries blocks
         # The count's tests are made on fixed lanes, for every lane the header can end in, and the
         # registered one-hot of that lane picks the 1-bit results: no byte select in front of
         # them. The count's first byte is in the previous beat when the header ends in lane 0.
-        # Only read when the header ends in this beat.
-        count_at = [Cat(lanes[k], lanes[k - 1] if k else prev7) for k in range(BEAT_BYTES)]
-        hb_at = Signal(BEAT_BYTES)
-        eos_at = Signal(BEAT_BYTES)
-        m.d.comb += [
-            hb_at.eq(Cat(*[count == HEARTBEAT_COUNT for count in count_at])),
-            eos_at.eq(Cat(*[count == END_OF_SESSION_COUNT for count in count_at])),
-        ]
+        # Only read when the header ends in this beat. Hinted, the tests come from registers.
+        hb_at, eos_at = hints.heartbeat, hints.end_of_session
         is_hb = _or_all([e_oh[k] & hb_at[k] for k in range(BEAT_BYTES)])
         is_eos = _or_all([e_oh[k] & eos_at[k] for k in range(BEAT_BYTES)])
         # The header's last byte is in this beat exactly when its registered lane is set (never
@@ -355,7 +354,6 @@ class MoldRx(wiring.Component):
         hdr_end = at[HEADER_LENGTH - 1]
         m.d.comb += [
             h_done.eq(_or_all([hdr_end[k] & here(k) for k in range(BEAT_BYTES)])),
-            sess_ok.eq(~session_valid | sess_eq.all()),
             h_pass.eq(h_done & sess_ok),
             h_data.eq(h_pass & ~is_hb & ~is_eos),
         ]
@@ -380,10 +378,7 @@ class MoldRx(wiring.Component):
         here_lo = _or_all([lo_oh[k] & here(k) for k in range(BEAT_BYTES)])
         # The length's test is made on the fixed lanes of every prefix position, then picked by
         # the prefix's registered lane, like the count's.
-        short_at = Signal(BEAT_BYTES)
-        m.d.comb += short_at.eq(Cat(*[
-            _below(Cat(lanes[(k + 1) % BEAT_BYTES], [*lanes[:-1], prev7][k]), MIN_MESSAGE_LENGTH)
-            for k in range(BEAT_BYTES)]))
+        short_at = hints.short
         m.d.comb += [
             len_done.eq(second_here & here_lo),
             length.eq(Cat(pick(lo_oh, lanes), pick(pl_oh, [*lanes[:-1], prev7]))),
@@ -400,39 +395,49 @@ class MoldRx(wiring.Component):
         type_a_mid = Signal()
         body_more = Signal()      # a body ends in this beat and another block follows
         m.d.comb += body_more.eq(in_seg[_Seg.BODY] & e_now & ~left_one)
-        m.d.comb += type_a_mid.eq(_or_all([
-            *[((hdr_end[k] & sess_ok & ~hb_at[k] & ~eos_at[k]) | (body_more & e_oh[k]))
-              & ~short_at[k + 1] for k in range(BEAT_BYTES - 1 - LENGTH_PREFIX)],
-            in_seg[_Seg.PFX1] & ~short_at[BEAT_BYTES - 1],
-            in_seg[_Seg.PFX2] & ~short_at[0]]))
+        # The terms of a later block (after a body) kept apart from the header's: a later block's
+        # counters need not wait for the session compare, whose terms are 0 after the first block.
+        type_a_later = Signal()
+        m.d.comb += [
+            type_a_later.eq(_or_all([
+                *[body_more & e_oh[k] & ~short_at[k + 1]
+                  for k in range(BEAT_BYTES - 1 - LENGTH_PREFIX)],
+                in_seg[_Seg.PFX1] & ~short_at[BEAT_BYTES - 1],
+                in_seg[_Seg.PFX2] & ~short_at[0]])),
+            type_a_mid.eq(type_a_later | _or_all([
+                hdr_end[k] & sess_ok & ~hb_at[k] & ~eos_at[k] & ~short_at[k + 1]
+                for k in range(BEAT_BYTES - 1 - LENGTH_PREFIX)])),
+        ]
 
         # Is the block whose type byte is here a duplicate? The first block compares the header's
         # sequence number: its early bytes from registers, the late ones possibly live. Those are
         # live only when the first type byte shares a beat with the header's end; that beat
         # starts at one of a few packet offsets, each placing the live bytes in fixed lanes. So
-        # the low compare is made once per such offset on fixed lanes (and once from registers),
-        # and the registered lanes of the header bytes tell which one holds.
-        early = [o for o in field_offsets("seq") if o + BEAT_BYTES <= FIRST_TYPE_OFFSET]
-        late = [o for o in field_offsets("seq") if o not in early]
+        # the low compare is made once per such offset on fixed lanes (``hints.seq_below``; and
+        # once from registers), and the registered lanes of the header bytes tell which one holds.
+        late = LATE_SEQ_OFFSETS
+        early = [o for o in field_offsets("seq") if o not in late]
         late_bits = 8 * len(late)
         seq_hi = header_field(hdr, "seq", range(early[0], early[-1] + 1))
         exp_hi, exp_lo = expected[late_bits:], expected[:late_bits]
         lo_lt_reg = header_field(hdr, "seq", range(late[0], late[-1] + 1)) < exp_lo
         lo_sel, lo_lt = [], []
-        for base in range(FIRST_TYPE_OFFSET - BEAT_BYTES + 1, late[-1] + 1):
+        for i, base in enumerate(LATE_SEQ_BASES):
             # A beat whose lane 0 holds header byte base: the late bytes from base on are live.
-            seq_lo = Cat(*reversed([lanes[o - base] if o >= base else hdr[o] for o in late]))
             lo_sel.append(at[base][0])
-            lo_lt.append(at[base][0] & (seq_lo < exp_lo))
+            lo_lt.append(at[base][0] & hints.seq_below[i])
         dup0 = (seq_hi < exp_hi) | ((seq_hi == exp_hi) & Mux(Cat(*lo_sel).any(), _or_all(lo_lt),
                                                             lo_lt_reg))
         # A type byte outside a last beat: what the block counters step on. On a last beat they
         # need not step, as the next packet reloads them before reading them.
         type_mid = Signal()
+        type_later = Signal()     # type_mid, if this is not the packet's first block
         start = Signal()
         m.d.comb += [
             type_mid.eq((type_a_mid | type_b) & ~last),
-            start.eq(type_mid & ~Mux(blk0, dup0, ~skip_none & (skip_all | skip_nz))),
+            type_later.eq((type_a_later | type_b) & ~last),
+            start.eq(Mux(blk0, type_mid & ~dup0,
+                         type_later & (skip_none | ~(skip_all | skip_nz)))),
         ]
 
         # --- Output register.
@@ -458,14 +463,17 @@ class MoldRx(wiring.Component):
         with m.If(xfer):
             m.d.sync += [
                 in_pkt.eq(~last),
-                prev7.eq(lane(BEAT_BYTES - 1)),
+                prev.eq(beat.data),
                 type_next.eq(blk_ok & pl_oh[BEAT_BYTES - 2]),
                 msg_open.eq(start | (msg_open & ~body_end & ~last)),
             ]
             with m.If(first | blk_ok):
                 m.d.sync += [
                     e_cnt.eq(e_tot[_LANE_BITS:]),
-                    e_now.eq(e_tot[_LANE_BITS:] == 1),
+                    # (e_tot >> 3) == 1, made on fixed lanes: a header never ends in the next
+                    # beat, a block's body does when its length is small enough for its lane.
+                    e_now.eq(~first & _or_all([pl_oh[k] & hints.ends_next[k]
+                                               for k in range(BEAT_BYTES)])),
                     e_lane.eq(e_tot[:_LANE_BITS]),
                     pl.eq(e_tot[:_LANE_BITS] + 1),
                     e_oh.eq(Const(1, BEAT_BYTES) << e_tot[:_LANE_BITS]),
@@ -494,15 +502,15 @@ class MoldRx(wiring.Component):
             # Only read on the beat right after a length completes: no enable needed.
             m.d.sync += cur_len.eq(length)
             with m.If(first):
-                m.d.sync += [blk0.eq(1), framed.eq(0)]
+                m.d.sync += blk0.eq(1)
             with m.Elif(type_mid):
                 m.d.sync += blk0.eq(0)
-                with m.If(~blk0 & skip_nz):
-                    m.d.sync += [skip_cnt.eq(skip_cnt - 1), skip_nz.eq(skip_cnt[1:].any())]
+            with m.If(type_later & ~blk0 & skip_nz):
+                m.d.sync += [skip_cnt.eq(skip_cnt - 1), skip_nz.eq(skip_cnt[1:].any())]
             with m.If(h_data):
                 m.d.sync += [left.eq(count_now), left_one.eq(count_now == 1)]
             with m.Elif(body_end):
-                m.d.sync += [left.eq(left - 1), left_one.eq(left == 2), framed.eq(framed + 1)]
+                m.d.sync += [left.eq(left - 1), left_one.eq(left == 2)]
 
             with m.If(h_done & ~session_valid):
                 m.d.sync += [session.eq(session_now), session_valid.eq(1)]
@@ -561,7 +569,7 @@ class MoldRx(wiring.Component):
                 skip_none.eq(d_neg),
                 skip_all.eq(d_sat),
             ]
-        with m.Elif(xfer & type_mid & ~blk0):
+        with m.Elif(xfer & type_later & ~blk0):
             m.d.sync += blk_seq.eq(blk_seq + 1)
         with m.If(h2):
             m.d.sync += dup_packet.eq(~skip_none & (skip_all | (pkt_count_m1 <= skip0)))
@@ -584,14 +592,18 @@ class MoldRx(wiring.Component):
                           strict=True))
         acc = {name: Signal(name=f"acc_{name}") for name in flags}
         acc_next = {name: Signal(name=f"acc_{name}_next") for name in flags}
-        acc_dup = Signal(COUNT_BITS)
-        acc_dup_next = Signal(COUNT_BITS)
-        m.d.comb += acc_dup_next.eq(Mux(first, 0, acc_dup) + ev_dup_msg)
         for name in flags:
             m.d.comb += acc_next[name].eq((acc[name] & ~first) | events[name])
         with m.If(xfer):
-            m.d.sync += acc_dup.eq(acc_dup_next)
             m.d.sync += [acc[name].eq(acc_next[name]) for name in flags]
+        # The duplicate count adds a cycle behind the beat, so that its adder starts at registers
+        # (the held count is taken a cycle after the last beat; the commit is 2 cycles later).
+        dup_ev_r, first_r, end_r = Signal(), Signal(), Signal()
+        m.d.sync += [dup_ev_r.eq(xfer & ev_dup_msg), first_r.eq(xfer & first), end_r.eq(pkt_end)]
+        acc_dup = Signal(COUNT_BITS)
+        acc_dup_next = Signal(COUNT_BITS)
+        m.d.comb += acc_dup_next.eq(Mux(first_r, 0, acc_dup) + dup_ev_r)
+        m.d.sync += acc_dup.eq(acc_dup_next)
 
         held = {name: Signal(name=f"held_{name}") for name in flags}
         held_dup = Signal(COUNT_BITS)
@@ -600,34 +612,40 @@ class MoldRx(wiring.Component):
         with m.If(timer != 0):
             m.d.sync += timer.eq(timer - 1)
         with m.If(pkt_end):
-            m.d.sync += [timer.eq(_PACKET_PIPE), held_dup.eq(acc_dup_next), held_data.eq(data_now)]
+            m.d.sync += [timer.eq(_PACKET_PIPE), held_data.eq(data_now)]
             m.d.sync += [held[name].eq(acc_next[name]) for name in flags]
+        with m.If(end_r):
+            m.d.sync += held_dup.eq(acc_dup_next)
         commit = timer == 1
         dropped = held_data & dup_packet
         keep_counts = commit & ~dropped
 
-        # --- Sequence update and gaps: S + j and S - expected one cycle after the last beat,
-        # expected and the gap FIFO the cycle after.
+        # --- Sequence update and gaps: expected and S - expected one cycle after the last beat,
+        # the gap FIFO the cycle after. S + j is counted up as blocks are framed (``reach``).
         m.submodules.gap_fifo = gap_fifo = fifo.SyncFIFOBuffered(
             width=GapLayout.size, depth=self._gap_fifo_depth)
         wiring.connect(m, gap_fifo.r_stream, wiring.flipped(self.o_gap))
         sp1, sp2 = Signal(), Signal()
-        sp_framed = Signal(COUNT_BITS)
-        reach = Signal(SEQ_BITS + 1)    # S + j: one past the last message framed
+        # S + the blocks framed so far: one past the last message framed. Once the last beat is
+        # taken it is final (the next packet's first beat cannot move it).
+        reach = Signal(SEQ_BITS + 1)
+        with m.If(xfer & h_pass):
+            m.d.sync += reach.eq(seq_now)
+        with m.Elif(xfer & body_end):
+            m.d.sync += reach.eq(reach + 1)
         gap = Signal()
+        gap_first = Signal(SEQ_BITS)
         gap_count = Signal(SEQ_BITS)
         m.d.sync += [sp1.eq(pkt_end), sp2.eq(sp1)]
-        with m.If(pkt_end):
-            m.d.sync += sp_framed.eq(framed + body_end)
         with m.If(sp1):
-            m.d.sync += [reach.eq(pkt_seq + sp_framed), gap.eq(pkt_seq > expected),
+            m.d.sync += [gap.eq(pkt_seq > expected), gap_first.eq(expected),
                          gap_count.eq(pkt_seq - expected)]
         gap_push = sp2 & gap
         m.d.comb += [
             gap_fifo.w_en.eq(gap_push),
-            gap_fifo.w_data.eq(Cat(expected, gap_count)),
+            gap_fifo.w_data.eq(Cat(gap_first, gap_count)),
         ]
-        with m.If(sp2 & (reach > expected)):
+        with m.If(sp1 & (reach > expected)):
             m.d.sync += expected.eq(reach[:SEQ_BITS])
         m.d.comb += self.i_expected.ready.eq(~in_pkt & ~sp1 & ~sp2)
         with m.If(self.i_expected.valid & self.i_expected.ready):

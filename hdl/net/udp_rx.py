@@ -108,6 +108,10 @@ class UdpRx(wiring.Component):
         ``keep`` marks the payload bytes; ``first`` is set on the beat holding the first payload
         byte (beat 5 of the frame, lane 2, or lane 6 with a tag), ``last`` on the beat holding the
         last one; ``error`` on the last beat when the frame was truncated or flagged by the MAC.
+    out_load : Out(1)
+        The register behind ``o.payload`` loads ``i.payload.data`` this cycle (whether or not
+        the beat will be valid), so a stage after can register values of the beat beside it
+        (the feed ingress does, for MoldRx: ``hdl/feed/mold_hints.py``).
     stats : Out(stats_layout(UdpRxStat))
         48-bit counters: ``frames``, ``accepted`` and one per reason; every frame counts in
         ``frames`` and in exactly one other. They update 3 cycles after the frame's last beat.
@@ -149,12 +153,14 @@ class UdpRx(wiring.Component):
     flags with the checks completing in that beat (16-bit compares of the UDP port and length
     when tagged, and a LUT-only test of the registered checksum sum), feeding ``o.valid`` alone.
     The checksum adds at most six 16/20-bit operands per beat through 3:2 compressors and one
-    20-bit adder.
+    20-bit adder; which lane pairs it adds, and which beat a check completes in, are flip-flops
+    set the cycle before from the next beat's position, so no beat-counter compare precedes them.
     """
 
     i: In(BeatStream())
     endpoint: In(UdpRxConfigLayout)
     o: Out(BeatStream())
+    out_load: Out(1)
     stats: Out(stats_layout(UdpRxStat))
 
     def elaborate(self, platform):
@@ -204,6 +210,7 @@ class UdpRx(wiring.Component):
         udp_length_expected = Signal(16)
         end_beat_minus_1 = Signal(_INDEX_BITS)  # beat before the one with the last payload byte
         end_lane = Signal(range(BEAT_BYTES))
+        end_oh = Signal(BEAT_BYTES)   # end_lane one-hot: the live keep test is an AND-OR
         empty_payload = Signal()
         # last payload byte's offset minus one beat: offset = eth header + total length - 1
         last_minus_beat = Signal(_INDEX_BITS + exact_log2(BEAT_BYTES))
@@ -214,6 +221,7 @@ class UdpRx(wiring.Component):
             udp_length_expected.eq(total - IPV4.size),
             end_beat_minus_1.eq(last_minus_beat >> exact_log2(BEAT_BYTES)),
             end_lane.eq(last_minus_beat[:exact_log2(BEAT_BYTES)]),
+            end_oh.eq(Const(1, BEAT_BYTES) << last_minus_beat[:exact_log2(BEAT_BYTES)]),
             empty_payload.eq(total == IPV4.size + UDP.size),
         ]
 
@@ -261,14 +269,57 @@ class UdpRx(wiring.Component):
         def pair_word(word: Value, pair: int) -> Value:
             return Cat(word.word_select(2 * pair + 1, 8), word.word_select(2 * pair, 8))
 
+        # The beat position and tag flag the next input beat will see, so that the checksum's
+        # operand enables are registers: the sum's path starts at the data and the enables.
+        hdr_beat_next = Signal.like(hdr_beat)
+        vlan_next = Signal()
+        m.d.comb += [hdr_beat_next.eq(hdr_beat), vlan_next.eq(vlan)]
+        with m.If(accept):
+            with m.If(i.payload.last):
+                m.d.comb += hdr_beat_next.eq(0)
+            with m.Elif(hdr_beat <= PAYLOAD_BEAT):
+                m.d.comb += hdr_beat_next.eq(hdr_beat + 1)
+            with m.If(hdr_beat == _TAG_BEAT):
+                m.d.comb += vlan_next.eq(vlan_now)
+        m.d.sync += [hdr_beat.eq(hdr_beat_next), vlan.eq(vlan_next)]
+
+        # Registered beat tests, so that a check completing in a beat meets one register and its
+        # data compare, not a compare of the beat counter as well.
+        beat_flags = {}
+
+        def beat_is(at: int, vlan_variant: bool | None = None) -> Value:
+            """The input beat is beat ``at`` of a frame of ``vlan_variant`` (None: either)."""
+            registered = vlan_variant if at > _TAG_BEAT else None
+            if (at, registered) not in beat_flags:
+                flag = Signal(name=f"at_beat{at}" + {None: "", False: "_untagged",
+                                                    True: "_tagged"}[registered])
+                cond = hdr_beat_next == at
+                if registered is not None:
+                    cond = cond & (vlan_next if registered else ~vlan_next)
+                m.d.sync += flag.eq(cond)
+                beat_flags[at, registered] = flag
+            flag = beat_flags[at, registered]
+            if vlan_variant is not None and registered is None:
+                flag = flag & variant(vlan_variant, at)
+            return flag
+
         def enable_for(pair: int, when: list[tuple[int, int]]) -> Value | None:
             """Add lane pair ``pair`` when the input is at beat ``now`` of a frame whose IPv4
-            header covers that pair in beat ``source``, for each (now, source) of ``when``."""
-            terms = [(hdr_beat == now) & (vlan if v else ~vlan)
+            header covers that pair in beat ``source``, for each (now, source) of ``when``; a
+            register set the cycle before."""
+            terms = [(hdr_beat_next == now) & (vlan_next if v else ~vlan_next)
                      for now, source in when for v in _VARIANTS if in_ip(source, pair, v)]
-            return Cat(*terms).any() if terms else None
+            if not terms:
+                return None
+            enable = Signal(name=f"sum_en{pair}_{when[0][1]}")
+            m.d.sync += enable.eq(Cat(*terms).any())
+            return enable
 
-        addends = [checksum_sum]
+        # The sum restarts at the first beat that adds header words (rather than being cleared
+        # at a frame's end, which would put a multiplexer after the adder).
+        restart = Signal()
+        m.d.sync += restart.eq(hdr_beat_next == _TAG_BEAT + 1)
+        addends = [Mux(restart, 0, checksum_sum)]
         for pair in range(BEAT_BYTES // 2):
             live = [(k, k) for k in range(_TAG_BEAT + 1, checksum_beat)]
             enable = enable_for(pair, live)
@@ -287,17 +338,20 @@ class UdpRx(wiring.Component):
             now = flag
             for check_reason, at, vlan_variant, failed in checks:
                 if check_reason is reason:
-                    now = now | ((hdr_beat == at) & variant(vlan_variant, at) & failed)
+                    now = now | (beat_is(at, vlan_variant) & failed)
             fail_now[reason] = Signal(name=f"fail_now_{reason.name.lower()}")
             m.d.comb += fail_now[reason].eq(now)
 
         def by_variant(choice) -> Value:
             return Mux(vlan, choice(True), choice(False))
 
+        first_beat = beat_is(PAYLOAD_BEAT)
+        after_first = beat_is(PAYLOAD_BEAT + 1)   # hdr_beat stops there
+        in_headers = Signal()
+        m.d.sync += in_headers.eq(hdr_beat_next < PAYLOAD_BEAT)
         runt_now = Signal()
         m.d.comb += runt_now.eq(i.payload.last & (
-            (hdr_beat < PAYLOAD_BEAT) | ((hdr_beat == PAYLOAD_BEAT)
-                                         & ~by_variant(lambda v: keep_in[_UDP_LAST[v].lane]))))
+            in_headers | (first_beat & ~by_variant(lambda v: keep_in[_UDP_LAST[v].lane]))))
         header_ok = Signal()
         m.d.comb += header_ok.eq(~Cat(*fail_now.values()).any() & ~runt_now)
 
@@ -308,15 +362,14 @@ class UdpRx(wiring.Component):
         deliver = Signal()  # the headers passed; pass the payload on
         truncated_now = Signal()
         m.d.comb += truncated_now.eq(i.payload.last & ~past_end
-                                     & ~(at_end & keep_in.bit_select(end_lane, 1)))
+                                     & ~(at_end & (keep_in & end_oh).any()))
 
-        first_beat = hdr_beat == PAYLOAD_BEAT
         start_lanes = by_variant(lambda v: _ALL_LANES << payload_pos(v).lane & _ALL_LANES)
         empty_first = empty_payload | (
             i.payload.last & ~by_variant(lambda v: keep_in[payload_pos(v).lane]))
         carries_payload = Signal()
         m.d.comb += carries_payload.eq(~past_end & Mux(
-            first_beat, header_ok & ~empty_first, deliver & (hdr_beat > PAYLOAD_BEAT)))
+            first_beat, header_ok & ~empty_first, deliver & after_first))
 
         keep_out = (Mux(first_beat, start_lanes, _ALL_LANES)
                     & Mux(at_end, Cat(*(end_lane >= lane for lane in range(BEAT_BYTES))),
@@ -324,14 +377,16 @@ class UdpRx(wiring.Component):
                     & Mux(i.payload.last, keep_in, _ALL_LANES))
 
         # Beats that cannot load the output register are taken whatever its state.
-        skip = ((hdr_beat < PAYLOAD_BEAT)
-                | ((hdr_beat == PAYLOAD_BEAT) & Cat(*fail.values()).any())
-                | ((hdr_beat > PAYLOAD_BEAT) & (~deliver | past_end)))
+        skip = (in_headers
+                | (first_beat & Cat(*fail.values()).any())
+                | (after_first & (~deliver | past_end)))
         m.d.comb += i.ready.eq(~o.valid | o.ready | skip)
 
         # The payload registers load whenever they are free, so that only `o.valid` (and not 70
         # enables) waits for the header decision; a beat held for the frame's end stays put.
-        with m.If(accept & (~o.valid | o.ready) & ~pending):
+        # (A free register implies i.ready, so accept is not needed here.)
+        m.d.comb += self.out_load.eq(i.valid & (~o.valid | o.ready) & ~pending)
+        with m.If(self.out_load):
             m.d.sync += [
                 o.payload.data.eq(data_in),
                 o.payload.keep.eq(keep_out),
@@ -375,18 +430,14 @@ class UdpRx(wiring.Component):
                 at_end.eq(beat == end_beat_minus_1),
             ]
             m.d.sync += [flag.eq(fail_now[reason]) for reason, flag in fail.items()]
-            with m.If(hdr_beat <= PAYLOAD_BEAT):
-                m.d.sync += hdr_beat.eq(hdr_beat + 1)
             for k, word in enumerate(stored):
                 with m.If(hdr_beat == k):
                     m.d.sync += word.eq(data_in)
-            with m.If(hdr_beat == _TAG_BEAT):
-                m.d.sync += vlan.eq(vlan_now)
             with m.If(first_beat):
                 m.d.sync += deliver.eq(header_ok)
             with m.If(at_end & (hdr_beat >= PAYLOAD_BEAT)):
                 m.d.sync += past_end.eq(1)
             with m.If(i.payload.last):
-                m.d.sync += [hdr_beat.eq(0), beat.eq(0), checksum_sum.eq(0), deliver.eq(0),
+                m.d.sync += [beat.eq(0), deliver.eq(0),
                              past_end.eq(0), *(flag.eq(0) for flag in fail.values())]
         return m
