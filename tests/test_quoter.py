@@ -364,6 +364,20 @@ SCENARIOS = [
                     tick_size=65535, level_spacing=10_000, base_half_spread=0), BOOKS),
     Scenario(params(skew_ticks_per_unit=655, base_half_spread=2), BOOKS, 100),
     Scenario(params(skew_ticks_per_unit=655, base_half_spread=2), BOOKS, -100),
+    # The bid's rounding dividend below zero (fv or lo under the skew's fraction of a tick, a
+    # short position lifting the centre) with the bid in the band: no ask, or one far above.
+    *[Scenario(params(fair_value_mode=mode, skew_ticks_per_unit=40_000, tick_size=tick,
+                      reference_price=tick // 2),
+               [(tick * 2 // 5, 10, 1_000_000_000, 10), (tick * 2 // 5, 10, 0, 0),
+                (1, 3, 999, 9)], position)
+      for mode in (FairValueMode.REFERENCE, FairValueMode.MICROPRICE) for tick in (100, 12345)
+      for position in (-1, -3, -5, -13)],
+    # Microprice: the remainders of the dividend and of the quotient add up to one tick.
+    Scenario(params(fair_value_mode=FairValueMode.MICROPRICE, skew_ticks_per_unit=40_000),
+             [(999_907, 7, 1_010_000, 1), (999_935, 7, 1_010_000, 9),
+              (999_956, 1, 1_020_003, 2)], -1),
+    Scenario(params(fair_value_mode=FairValueMode.MICROPRICE, skew_ticks_per_unit=40_000),
+             [(999_907, 1, 1_010_000, 9)], -3),
     # Around the rounding clamp, bid and ask sides, with and without a book to post against.
     *near_clamp(),
     # Positions at and beyond the limits: the deeper levels shrink first; a side with no room.

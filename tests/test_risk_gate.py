@@ -736,7 +736,7 @@ def test_latency_and_throughput():
     for view, out, action in zip(result.view_cycles, result.out_cycles, actions, strict=True):
         extra = MICROPRICE_CYCLES if action.slot == 1 else 0
         assert out - view == DECISION_LATENCY + extra
-    # One action every DECISION_LATENCY + 2 cycles plus the table's answer time (1 here).
+    # One action every DECISION_LATENCY + 1 cycles plus the table's answer time (1 here).
     starts = result.accept_cycles
-    assert [b - a for a, b in itertools.pairwise(starts[:3])] == [DECISION_LATENCY + 3] * 2
+    assert [b - a for a, b in itertools.pairwise(starts[:3])] == [DECISION_LATENCY + 2] * 2
     assert starts[0] == SCRIPT_START

@@ -70,8 +70,9 @@ LOOP_STAGES = {"quoter": QuoterStat, "requote": RequoteStat, "risk": RiskReason,
 
 #: Cycles from a top update's transfer on ``i`` to the first beat of its first order on ``o``,
 #: with everything idle, fair value MID or REFERENCE and no microprice in the collar: the
-#: quoter, the requoter, the gate's query and answer, its decision, the encoder.
-TICK_TO_ORDER = (QUOTER_MODE_LATENCY[FairValueMode.MID] + REQUOTE_LATENCY + 1 + VIEW_PORT_LATENCY
+#: quoter, the requoter, the gate's query (with the action's transfer) and answer, its decision,
+#: the encoder.
+TICK_TO_ORDER = (QUOTER_MODE_LATENCY[FairValueMode.MID] + REQUOTE_LATENCY + VIEW_PORT_LATENCY
                  + DECISION_LATENCY + OUCH_TX_LATENCY)
 
 
@@ -81,7 +82,7 @@ TICK_TO_ORDER = (QUOTER_MODE_LATENCY[FairValueMode.MID] + REQUOTE_LATENCY + 1 + 
 #: a cycle and finds the oldest live order, then the gate's query, answer and decision and the
 #: encoder. Each further cancel follows once the table has recorded the previous one, 16 cycles
 #: later when nothing else reaches the gate.
-DISARM_TO_CANCEL = 2 + SWEEP_CYCLES + 1 + VIEW_PORT_LATENCY + DECISION_LATENCY + OUCH_TX_LATENCY
+DISARM_TO_CANCEL = 2 + SWEEP_CYCLES + VIEW_PORT_LATENCY + DECISION_LATENCY + OUCH_TX_LATENCY
 
 
 def loop_stats_layout() -> data.StructLayout:
@@ -144,9 +145,9 @@ class QuoteLoop(wiring.Component):
     Latency
     -------
     :data:`TICK_TO_ORDER` cycles from a top update's transfer on ``i`` to the first beat of its
-    first order on ``o`` when the loop is idle (MID or REFERENCE fair value; a microprice adds 8
-    in the quoter and 13 in the gate's collar): the quoter's 26, the requoter's 5, the view
-    port's 4 after the gate's query, the gate's 6, the encoder's 2. Each further action of the
+    first order on ``o`` when the loop is idle (MID or REFERENCE fair value; a microprice adds 9
+    in the quoter and 13 in the gate's collar): the quoter's 22, the requoter's 4, the view
+    port's 3 after the gate's query, the gate's 6, the encoder's 2. Each further action of the
     same quote set follows one decision later (:attr:`RiskGate` throughput plus the table's 4
     cycles to record the previous one).
 

@@ -20,16 +20,16 @@ The one narrowing is of ``c - half`` and ``c + half`` before the tick rounding, 
 :data:`ROUND_CLAMP`.
 
 Timing. Products come from ECP5's 18x18 DSP blocks
-(:class:`~hdl.quote.arith.PipelinedMultiplier`, 19 MULT18X18D in all: registered partial
+(:class:`~hdl.quote.arith.PipelinedMultiplier`, 21 MULT18X18D in all: registered partial
 products, then registered adder levels spanning at most 62 bits) and quotients from
 :class:`~hdl.quote.arith.RadixDivider`: the tick roundings 4 bits a step (15 comparisons of 20
 bits side by side, then a one-hot select), the microprice 3 bits a step (7 comparisons of 52
 bits). Every other step of the evaluation is one registered operation: an adder, a comparison
-or a few LUT levels. The widest carry chains are the 68-bit ``c -/+ half`` with a 2-way select
-before it, its clamp comparison, the 65-bit skew and the microprice divider's 52-bit
-comparisons; the front end's deepest path is an 8-way read, a 41-bit subtraction and, a cycle
-later, a 4-level shift into a 42-bit addition. Nothing here has been through place and route
-yet.
+or a few LUT levels, except the tick rounding's dividends: a sum of three operands, 42 bits.
+The widest carry chains are the 68-bit ``c -/+ half`` with a 2-way select before it, its clamp
+comparison, the 65-bit skew and the microprice divider's 52-bit comparisons; the front end's
+deepest path is an 8-way read, a 41-bit subtraction and, a cycle later, a 4-level shift into a
+42-bit addition.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
@@ -81,22 +81,23 @@ _SKEW_PRODUCT_BITS = 80
 _WEIGHT_BITS = LEVEL_SHARES_BITS + 1
 
 #: ``c - half`` and ``c + half`` are clamped to ``[-ROUND_CLAMP, ROUND_CLAMP]`` before the tick
-#: rounding, so it divides 35 bits instead of 68. No quote changes. Call a price *far above* when
-#: it exceeds ``2**33`` and *far below* when it is under ``-2**33``. Every price that can reach
-#: an order is in ``[1, MAX_LIMIT_PRICE]``, below ``2**31``; a level is at most
-#: ``2 * level_spacing * tick < 2**31`` from level 0; the post-only limits lie in ``[0, 2**33)``.
-#: Bid side: a level-0 bid far above becomes the post-only limit when the book has an ask (the
-#: limit is lower) and otherwise leaves every level above ``2**33 - 2**31``, out of the band; a
-#: bid far below stays far below through the post-only ``min`` and every level is below 1. Ask
-#: side, mirrored: far below, the post-only limit (at least 1) wins or every level stays under 1;
-#: far above, every level is above the band. So only whether a level-0 price is far above, far
-#: below or its exact value matters. An unclamped ``x`` beyond the clamp rounds (plus the
-#: locked-quote tick) to a price far on the same side; the clamped value ``+-2**34`` rounds to one
-#: within ``2 * 65535`` of it, far on the same side too. The lock test compares the rounded
-#: prices: for unclamped values it is the model's; when a clamp moved one of them, the ask that
-#: the test may bump is far above or below either way (``c - half <= c + half``, so a clamp of
-#: the bid alone is from below, where the bid cannot equal an ask at or above ``-2**34``, or both
-#: were clamped), and a tick more keeps it there.
+#: rounding, so that the level prices fit 40 bits signed instead of 70; the rounding's
+#: remainders are those of the exact values (see the evaluator). No quote changes. Call a price
+#: *far above* when it exceeds ``2**33`` and *far below* when it is under ``-2**33``. Every
+#: price that can reach an order is in ``[1, MAX_LIMIT_PRICE]``, below ``2**31``; a level is at
+#: most ``2 * level_spacing * tick < 2**31`` from level 0; the post-only limits lie in
+#: ``[0, 2**33)``. Bid side: a level-0 bid far above becomes the post-only limit when the book
+#: has an ask (the limit is lower) and otherwise leaves every level above ``2**33 - 2**31``, out
+#: of the band; a bid far below stays far below through the post-only ``min`` and every level is
+#: below 1. Ask side, mirrored: far below, the post-only limit (at least 1) wins or every level
+#: stays under 1; far above, every level is above the band. So only whether a level-0 price is
+#: far above, far below or its exact value matters. An unclamped ``x`` beyond the clamp rounds
+#: (plus the locked-quote tick) to a price far on the same side; the clamped value ``+-2**34``
+#: moves by less than a tick (the exact value's remainder), far on the same side too. The lock
+#: test compares the rounded prices: for unclamped values it is the model's; when a clamp moved
+#: one of them, the ask that the test may bump is far above or below either way (``c - half <=
+#: c + half``, so a clamp of the bid alone is from below, where the bid cannot equal an ask at
+#: or above ``-2**34``, or both were clamped), and a tick more keeps it there.
 ROUND_CLAMP = 1 << 34
 _ROUND_BITS = 35  # magnitude of a clamped value
 
@@ -161,9 +162,11 @@ _FRONT_CYCLES = 4
 # The evaluator's schedule. It snapshots a slot in cycle 0; from then on its datapath is a
 # free-running pipeline of registers on the snapshot, so each value below is valid from the
 # cycle named (and holds until the next snapshot); only the dividers are started, by cycle.
-_TICK_RADIX_BITS = 4   # 9 steps for a 35-bit quotient, 15 comparisons of 20 bits each
+_TICK_RADIX_BITS = 4   # 4 quotient bits a step: 15 comparisons of 20 bits each
 _FV_RADIX_BITS = 3     # 11 steps for the microprice's 32 bits, 7 comparisons of 52 bits each
-_ROUND_STEPS = divider_steps(_ROUND_BITS, _TICK_RADIX_BITS)
+_REM_BITS = 41         # |z| < 2**41, see "The tick rounding's remainders" in the evaluator
+_REM_STEPS = divider_steps(_REM_BITS + 1, _TICK_RADIX_BITS)
+_Q_REM_STEPS = divider_steps(PRICE_BITS, _TICK_RADIX_BITS)
 _LIMIT_STEPS = divider_steps(PRICE_BITS + 1, _TICK_RADIX_BITS)
 _FV_STEPS = divider_steps(PRICE_BITS, _FV_RADIX_BITS)
 _AT_POS = 2                                         # |position| and its sign
@@ -173,18 +176,31 @@ _AT_HALF = 1 + max(multiplier_latency(16, 16), multiplier_latency(VOL_BITS, 16))
 # fv -/+ half; lo -/+ half - skew (MICROPRICE)
 _AT_AROUND = {False: _AT_HALF + 1, True: max(_AT_HALF + 1, _AT_SKEW) + 1}
 _LIMIT_START = 2                                    # the post-only limits' remainders
-_AT_LIMIT_LEVELS = _LIMIT_START + _LIMIT_STEPS + 2  # their level prices, band flags a cycle on
+_AT_LIMITS = _LIMIT_START + _LIMIT_STEPS + 1        # the limits
+_AT_LIMIT_LEVELS = _AT_LIMITS + 1                   # their level prices, band flags a cycle on
 _FV_START = 1 + multiplier_latency(PRICE_BITS, LEVEL_SHARES_BITS)
 _AT_QUOTIENT = _FV_START + _FV_STEPS
 # By mode (MICROPRICE or not): the late operand of c -/+ half is the quotient or -skew.
 _AT_X = {False: max(_AT_SKEW, _AT_AROUND[False]) + 1,
          True: max(_AT_QUOTIENT, _AT_AROUND[True]) + 1}
-_ROUND_START = {micro: at + 1 for micro, at in _AT_X.items()}   # c -/+ half clamped
-# Then the remainders, the level-0 prices (R), the level candidates and the lock and post-only
-# flags (P), the choice among them and the band (S), the sizes and ``o.valid``.
-_AT_OUT = {micro: start + _ROUND_STEPS + 4 for micro, start in _ROUND_START.items()}
+_AT_CLAMPED = {micro: at + 1 for micro, at in _AT_X.items()}       # c -/+ half clamped
+# The rounding's dividends z (fv or lo, the volatility term of the half spread and the skew's
+# fraction of a tick): products of the snapshot, then one adder.
+_AT_H2 = 1 + multiplier_latency(VOL_BITS, 16)
+_AT_FRAC = 1 + 2 * multiplier_latency(16, 16)
+_Z_START = max(2, _AT_H2, _AT_FRAC) + 1
+_AT_Z_REM = _Z_START + _REM_STEPS
+# MICROPRICE: the quotient's remainder, then one addition modulo the tick with z's (beside
+# its ``-/+ tick``, a cycle after the division).
+_AT_Q_REM = _AT_QUOTIENT + _Q_REM_STEPS
+_AT_REM = {False: _AT_Z_REM, True: max(_AT_Q_REM, _AT_Z_REM + 1) + 1}
+# Then the level prices of every choice and the lock and post-only flags (P), the choice among
+# them and the band (S), the sizes and ``o.valid``.
+_AT_OUT = {micro: at + 3 for micro, at in _AT_REM.items()}
 assert _FV_START > 2   # the divider's multiples of the weight (valid at 2) settle at 3
 assert _AT_OUT[False] - 2 > _AT_LIMIT_LEVELS, "post-only limits late for the S stage"
+assert all(max(_AT_CLAMPED[micro] + 1, _AT_LIMITS) + 1 <= _AT_REM[micro]
+           for micro in (False, True)), "the P stage's operands late"
 
 #: Cycles from a top-of-book update's transfer to its quote set on ``o`` by fair-value mode
 #: (``o`` ready, the evaluator idle, the update not superseded); an unknown mode takes MID's.
@@ -241,21 +257,22 @@ class Quoter(wiring.Component):
     Latency
     -------
     :data:`QUOTER_MODE_LATENCY` cycles from an update's transfer to its quote set on ``o``, when
-    the evaluator is idle and ``o`` ready: 26 for MID and REFERENCE (4 in the front end, 22 to
-    price), 34 for MICROPRICE (its division comes first); :data:`QUOTER_LATENCY` is the longer.
+    the evaluator is idle and ``o`` ready: 23 for MID and REFERENCE (4 in the front end, 19 to
+    price), 32 for MICROPRICE (its division comes first); :data:`QUOTER_LATENCY` is the longer.
     The time depends on the mode register only, never on prices or sizes. MID and REFERENCE:
-    snapshot, ``skew_ticks_per_unit * tick`` (2, ``|position|`` beside it), its product with
-    ``|position|`` (3), the skew, ``c -/+ half``, the clamp, the 9-step remainders of the tick
-    rounding, level 0, the lock and post-only flags beside every level price they may choose,
-    the choice and the band, the sizes. MICROPRICE: its product (3 after the snapshot) and
-    11-step division, then ``c -/+ half`` and on as above. The post-only limits' remainders
-    and the half spread are ready long before they are needed.
+    snapshot; the volatility term and the skew's fraction of a tick (2 products each, 3 after
+    the snapshot); the two rounding dividends; their 11-step remainders; level 0; the lock and
+    post-only flags beside every level price they may choose; the choice and the band; the
+    sizes. The skew itself, ``c -/+ half`` and its clamp are ready long before level 0, as are
+    the post-only limits and the half spread. MICROPRICE: its product (3 after the snapshot)
+    and 11-step division, the quotient's 8-step remainder, its sum with the dividends'
+    remainders modulo the tick, then level 0 and on as above.
 
     Throughput
     ----------
     ``i`` takes one update every 2 cycles (the book's own top rate) and never waits for the
-    evaluator. The evaluator prices one slot every ``QUOTER_MODE_LATENCY - 3`` cycles (23 for
-    MID and REFERENCE, 31 for MICROPRICE, by the mode of the slot priced) with ``o`` ready, in
+    evaluator. The evaluator prices one slot every ``QUOTER_MODE_LATENCY - 3`` cycles (20 for
+    MID and REFERENCE, 29 for MICROPRICE, by the mode of the slot priced) with ``o`` ready, in
     the order the slots started to wait (the order of their updates, as the model's). A slot
     updated again before its turn is priced once, on its newest top (counted ``SUPERSEDED``): a
     newer top supersedes an older one. The volatility EWMA is not affected: it is updated in the
@@ -484,6 +501,10 @@ class Quoter(wiring.Component):
         mul_half = m.submodules.mul_half = PipelinedMultiplier(16, 16)
         mul_step = m.submodules.mul_step = PipelinedMultiplier(16, 16)
         mul_micro = m.submodules.mul_micro = PipelinedMultiplier(PRICE_BITS, LEVEL_SHARES_BITS)
+        # The skew's fraction of a tick (see the remainders below): the low 16 bits of
+        # ``position * skew_ticks_per_unit`` depend on the low 16 bits of each only.
+        mul_frac_lo = m.submodules.mul_frac_lo = PipelinedMultiplier(16, 16)
+        mul_frac = m.submodules.mul_frac = PipelinedMultiplier(16, 16)
         m.d.comb += [
             mul_kt.a.eq(w["skew_ticks_per_unit"]), mul_kt.b.eq(tick),
             mul_skew.a.eq(mul_kt.product), mul_skew.b.eq(pos_mag),
@@ -492,20 +513,24 @@ class Quoter(wiring.Component):
             mul_step.a.eq(w["level_spacing"]), mul_step.b.eq(tick),
             mul_micro.a.eq(w_span.diff),
             mul_micro.b.eq(Mux(w_span.up, w_top.bid_shares, w_top.ask_shares)),
+            mul_frac_lo.a.eq(w_pos[:SKEW_FRAC_BITS]),
+            mul_frac_lo.b.eq(w["skew_ticks_per_unit"][:SKEW_FRAC_BITS]),
+            mul_frac.a.eq(mul_frac_lo.product[:SKEW_FRAC_BITS]), mul_frac.b.eq(tick),
         ]
 
         # -- Dividers --------------------------------------------------------------------------
-        # The tick's: every dividend is below 2**35 and the tick at least 1 when it is used, so
-        # the quotients fit. They give the exact remainder |v| % tick, from which floor_tick and
-        # ceil_tick of a signed v are one addition (R below): no estimate to correct.
+        # The tick's: every quotient fits (see the remainders below) when the tick is used,
+        # being at least 1 then. They give exact remainders, from which floor_tick and ceil_tick
+        # are one addition (P below): no estimate to correct.
         rem_pb = m.submodules.rem_pb = RadixDivider(PRICE_BITS, 16, PRICE_BITS + 1,
                                                     _TICK_RADIX_BITS)
         rem_pa = m.submodules.rem_pa = RadixDivider(PRICE_BITS + 1, 16, PRICE_BITS + 1,
                                                     _TICK_RADIX_BITS)
-        rem_xb = m.submodules.rem_xb = RadixDivider(_ROUND_BITS, 16, _ROUND_BITS,
+        rem_zb = m.submodules.rem_zb = RadixDivider(_REM_BITS + 16, 16, _REM_BITS + 1,
                                                     _TICK_RADIX_BITS)
-        rem_xa = m.submodules.rem_xa = RadixDivider(_ROUND_BITS, 16, _ROUND_BITS,
+        rem_za = m.submodules.rem_za = RadixDivider(_REM_BITS + 16, 16, _REM_BITS + 1,
                                                     _TICK_RADIX_BITS)
+        rem_q = m.submodules.rem_q = RadixDivider(PRICE_BITS, 16, PRICE_BITS, _TICK_RADIX_BITS)
         # The microprice's: diff * shares <= diff * weight < weight << 32, so the quotient fits
         # 32 bits; a zero weight gives a meaningless one, not used (``use_q``).
         div_fv = m.submodules.div_fv = RadixDivider(PRICE_BITS + LEVEL_SHARES_BITS,
@@ -513,7 +538,7 @@ class Quoter(wiring.Component):
         m.d.comb += [
             rem_pb.n.eq(n_pb), rem_pb.d.eq(tick),
             rem_pa.n.eq(n_pa), rem_pa.d.eq(tick),
-            rem_xb.d.eq(tick), rem_xa.d.eq(tick),
+            rem_zb.d.eq(tick), rem_za.d.eq(tick), rem_q.d.eq(tick),
             div_fv.n.eq(mul_micro.product), div_fv.d.eq(weight),
         ]
 
@@ -549,21 +574,46 @@ class Quoter(wiring.Component):
         center = reg("center", signed(CENTER_BITS), late + Mux(use_q, micro_center, fv_base))
         fv = reg("fv", PRICE_BITS, Mux(use_q, lo + q, fv_base))
 
-        # -- Clamp (_ROUND_START), see ROUND_CLAMP ---------------------------------------------
-        c, c_mag = [], []
-        for name, value in zip(("bid", "ask"), x, strict=True):
-            above, below = value > ROUND_CLAMP, value < -ROUND_CLAMP
-            # |x| from its low bits only: they are all of it when no clamp applies.
-            low_mag = Mux(value < 0, -value[:_ROUND_BITS + 1], value[:_ROUND_BITS + 1])
-            c.append(reg(f"c_{name}", signed(_ROUND_BITS + 1),
-                         Mux(above, ROUND_CLAMP, Mux(below, -ROUND_CLAMP, value))))
-            c_mag.append(reg(f"c_mag_{name}", _ROUND_BITS,
-                             Mux(above | below, ROUND_CLAMP, low_mag[:_ROUND_BITS])))
-        m.d.comb += [rem_xb.n.eq(c_mag[0]), rem_xa.n.eq(c_mag[1])]
+        # -- Clamp (_AT_CLAMPED), see ROUND_CLAMP --------------------------------------------
+        c = [reg(f"c_{name}", signed(_ROUND_BITS + 1),
+                 Mux(value > ROUND_CLAMP, ROUND_CLAMP, Mux(value < -ROUND_CLAMP, -ROUND_CLAMP,
+                                                           value)))
+             for name, value in zip(("bid", "ask"), x, strict=True)]
         c_b, c_a = c
-        c_b_less = reg("c_bid_less", signed(_ROUND_BITS + 2), c_b - tick)
-        c_a_more = reg("c_ask_more", signed(_ROUND_BITS + 2), c_a + tick)
-        c_a_more2 = reg("c_ask_more2", signed(_ROUND_BITS + 3), c_a + (tick << 1))
+
+        # -- The tick rounding's remainders (_AT_REM) ------------------------------------------
+        # floor_tick(v) = v - v % tick and ceil_tick(v) = v + (-v) % tick need only the
+        # remainders of v = c - half and -v = -(c + half) (``%`` as Python's: from 0 to tick -
+        # 1), and these need not wait for the skew and the centre. Write ``half = base * tick
+        # + h2`` (h2 the volatility term) and ``position * skew_ticks_per_unit = P * 2**16 + F``
+        # with ``0 <= F < 2**16``: then ``skew = P * tick + f`` with ``f = (F * tick) >> 16``,
+        # ``0 <= f < tick``, and, c being ``b + q - skew`` (``b`` fv, or for a microprice lo and
+        # ``q`` the quotient, else 0), each side is a multiple of the tick away from
+        # ``z_bid + q`` or ``z_ask - q`` with
+        #     z_bid = b - h2 - f,        z_ask = f - b - h2,
+        # known three cycles after the snapshot: ``|z| < 2**40 + 2**16 < 2**41``. The dividers
+        # take ``z + (tick << 41)``, never negative and congruent to ``z``, so their remainder is
+        # ``z % tick``; its quotient fits 42 bits. The rounding is of the exact value, the
+        # clamped one then moves by it: a clamped level 0 stays far beyond the band (see
+        # ROUND_CLAMP).
+        h2 = mul_vol.product >> (VOL_FRAC_BITS + VOL_MULTIPLIER_FRAC_BITS)
+        f = mul_frac.product[SKEW_FRAC_BITS:]
+        b = Mux(use_q, lo, fv_base)
+        z_b = reg("z_bid", _REM_BITS + 16, b - h2 - f + (tick << _REM_BITS))
+        z_a = reg("z_ask", _REM_BITS + 16, f - b - h2 + (tick << _REM_BITS))
+        m.d.comb += [rem_zb.n.eq(z_b), rem_za.n.eq(z_a), rem_q.n.eq(q)]
+        rzb, rza = rem_zb.remainder, rem_za.remainder
+        # MICROPRICE: (z_bid % tick + q % tick) % tick and (z_ask % tick - q % tick) % tick,
+        # each one addition beside its other choice.
+        rzb_less = reg("z_rem_bid_less", signed(17), rzb - tick)
+        rza_more = reg("z_rem_ask_more", 17, rza + tick)
+        rq = rem_q.remainder
+        sum_b, sum_b_less = rzb + rq, rzb_less + rq
+        diff_a, diff_a_more = rza - rq, rza_more - rq
+        micro_rb = reg("micro_rem_bid", 16, Mux(sum_b_less < 0, sum_b, sum_b_less))
+        micro_ra = reg("micro_rem_ask", 16, Mux(diff_a < 0, diff_a_more, diff_a))
+        r_b = Mux(use_q, micro_rb, rzb)   # (c - half) % tick
+        r_a = Mux(use_q, micro_ra, rza)   # -(c + half) % tick
 
         # -- The post-only limits, the level steps and the sizes (valid early) -----------------
         rem = rem_pb.remainder
@@ -593,24 +643,29 @@ class Quoter(wiring.Component):
             shares[side] = [reg(f"share_{side}_{j}", POSITION_BITS + 1,
                                 Mux(size < r, size, r)) for j, r in enumerate(left)]
 
-        # -- R: level 0 (rule 5), from the remainders |c| % tick -------------------------------
-        rb, ra = rem_xb.remainder, rem_xa.remainder
-        bid0 = reg("bid0", signed(_ROUND_BITS + 3),
-                   Mux(c_b >= 0, c_b - rb, Mux(rb != 0, c_b_less + rb, c_b)))
-        ask0 = reg("ask0", signed(_ROUND_BITS + 3),
-                   Mux(c_a >= 0, Mux(ra != 0, c_a_more - ra, c_a), c_a + ra))
-        ask0_more = reg("ask0_more", signed(_ROUND_BITS + 3),        # ask0 + tick
-                        Mux(c_a >= 0, Mux(ra != 0, c_a_more2 - ra, c_a_more), c_a_more + ra))
-
         # -- P: every level price the lock and post-only rules may lead to, and those rules ----
-        bid_cands = [reg(f"bid_cand_{k}", price_shape, bid0 - step[k]) for k in range(MAX_LEVELS)]
-        ask_cands = [reg(f"ask_cand_{k}", price_shape, ask0 + step[k]) for k in range(MAX_LEVELS)]
-        lock_cands = [reg(f"lock_cand_{k}", price_shape, ask0_more + step[k])
+        # Level 0 is bid0 = c_b - r_b, ask0 = c_a + r_a (rule 5); each level price and each
+        # comparison with level 0 is one addition or comparison of a remainder with a value
+        # ready before it.
+        c_a_more = reg("c_ask_more", signed(_ROUND_BITS + 2), c_a + tick)   # c_a + tick
+        bid_bases = [reg(f"bid_base_{k}", price_shape, c_b - step[k]) for k in range(MAX_LEVELS)]
+        ask_bases = [reg(f"ask_base_{k}", price_shape, c_a + step[k]) for k in range(MAX_LEVELS)]
+        lock_bases = [reg(f"lock_base_{k}", price_shape, c_a_more + step[k])
                       for k in range(MAX_LEVELS)]
-        use_pb = reg("use_pb", 1, ask_ok & (pb < bid0))
-        locked = reg("locked", 1, ask0 == bid0)
-        pa_above = reg("pa_above", 1, pa > ask0)
-        pa_above_lock = reg("pa_above_lock", 1, pa > ask0_more)
+        pb_room = reg("pb_room", price_shape, c_b - pb)          # pb < bid0: r_b < c_b - pb
+        lock_gap = reg("lock_gap", price_shape, c_b - c_a)       # ask0 == bid0
+        pa_room = reg("pa_room", price_shape, pa - c_a)          # pa > ask0: r_a < pa - c_a
+        pa_room_lock = reg("pa_room_lock", price_shape, pa - c_a_more)   # pa > ask0 + tick
+        bid_cands = [reg(f"bid_cand_{k}", price_shape, base - r_b)
+                     for k, base in enumerate(bid_bases)]
+        ask_cands = [reg(f"ask_cand_{k}", price_shape, base + r_a)
+                     for k, base in enumerate(ask_bases)]
+        lock_cands = [reg(f"lock_cand_{k}", price_shape, base + r_a)
+                      for k, base in enumerate(lock_bases)]
+        use_pb = reg("use_pb", 1, ask_ok & (r_b < pb_room))
+        locked = reg("locked", 1, r_b + r_a == lock_gap)
+        pa_above = reg("pa_above", 1, r_a < pa_room)
+        pa_above_lock = reg("pa_above_lock", 1, r_a < pa_room_lock)
 
         # -- S: the prices chosen and their band flags -----------------------------------------
         use_pa = bid_ok & Mux(locked, pa_above_lock, pa_above)
@@ -662,8 +717,9 @@ class Quoter(wiring.Component):
                     rem_pb.start.eq(cycle == _LIMIT_START),
                     rem_pa.start.eq(cycle == _LIMIT_START),
                     div_fv.start.eq(cycle == _FV_START),
-                    rem_xb.start.eq(cycle == Mux(micro, _ROUND_START[True], _ROUND_START[False])),
-                    rem_xa.start.eq(cycle == Mux(micro, _ROUND_START[True], _ROUND_START[False])),
+                    rem_zb.start.eq(cycle == _Z_START),
+                    rem_za.start.eq(cycle == _Z_START),
+                    rem_q.start.eq(cycle == _AT_QUOTIENT),
                 ]
                 with m.If(cycle == Mux(micro, _AT_OUT[True], _AT_OUT[False]) - 1):
                     m.d.sync += o.valid.eq(1)

@@ -21,23 +21,24 @@ every action of the quote set from that copy. The hedger's position is the quote
 - ``top`` is each slot's current best bid and ask (0: empty side), the model's
   ``Quoter.top``; it serves the locked-or-crossed test and the hedge price.
 - The view must already show every action sent for the slot's earlier quote sets (recorded by
-  the order table as busy, or ended), or an action would be decided twice. The quoter prices a
-  slot at most once every 119 cycles, so the path from ``o`` through the risk gate and the
-  order entry to the table must record an action within that time.
+  the order table as busy, or ended), or an action would be decided twice. The loop
+  (:class:`~hdl.quote.loop.QuoteLoop`) therefore passes a quote set only once every action of
+  the one before is recorded.
 
 How it works
 ------------
-Five register stages. *Take*: the copy above. *Compute*: per order slot, ``want - price`` both
+Four register stages. *Take*: the copy above. *Compute*: per order slot, ``want - price`` both
 ways (33 bits), the quantity comparison, ``now - since``, the locked-or-crossed comparison; the
 threshold ``requote_threshold * tick_size`` (16 x 16 bits, one DSP block with registered
 operands and product); the hedger's query. *Compare*: ``|want - price|`` against the
 threshold, the age against ``min_quote_life``. *Decide*: the kind of each order slot's action
-and its fields, with the hedger's result, into 7 action registers and a mask of those to send.
-*Send*: the lowest action left in the mask (hedge first, then BUY levels 0 to 2, then SELL) is
+and its fields, with the hedger's result; the first of them to send (hedge first, then BUY
+levels 0 to 2, then SELL) goes straight into ``o``'s registers when ``o`` is free, the others
+into 7 action registers and a mask of those left. *Send*: the lowest action left in the mask is
 loaded into ``o``'s registers, one per cycle.
 """
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -76,8 +77,8 @@ _QUOTE_SLOTS = [(side, level) for side in (Side.BUY, Side.SELL) for level in ran
 _ACTIONS = 1 + len(_QUOTE_SLOTS)
 
 #: Cycles from a quote set's transfer on ``i`` to its first action on ``o`` (take, compute,
-#: compare, decide, send); its ``n``-th action follows ``n - 1`` cycles later with ``o`` ready.
-REQUOTE_LATENCY = 5
+#: compare, decide and send); its ``n``-th action follows ``n - 1`` cycles later with ``o`` ready.
+REQUOTE_LATENCY = 4
 
 
 def _lowest(vector, width: int):
@@ -126,15 +127,15 @@ class Requoter(wiring.Component):
 
     Latency
     -------
-    :data:`REQUOTE_LATENCY` (5) cycles from a quote set's transfer to its first action on
-    ``o``; with ``o`` ready the ``n``-th follows in cycle ``4 + n``, so the last of at most 7
-    (a hedge and 6 quote actions) 11 cycles after the transfer.
+    :data:`REQUOTE_LATENCY` (4) cycles from a quote set's transfer to its first action on
+    ``o``; with ``o`` ready the ``n``-th follows in cycle ``3 + n``, so the last of at most 7
+    (a hedge and 6 quote actions) 10 cycles after the transfer.
 
     Throughput
     ----------
     One action per cycle on ``o``. A quote set with ``n`` actions occupies the stage for
-    ``4 + n`` cycles with ``o`` ready (4 to 11): far more than the quoter's one quote set per
-    119 cycles.
+    ``3 + max(n, 1)`` cycles with ``o`` ready (4 to 10), fewer than the quoter takes to price one
+    (:data:`~hdl.quote.quoter.QUOTER_MODE_LATENCY` - 3).
 
     Bad input
     ---------
@@ -265,12 +266,13 @@ class Requoter(wiring.Component):
             ]
 
         # -- Decide ------------------------------------------------------------------------------
+        # ``decided``: the actions of this cycle's decision, latched into ``acts`` (the hedger's
+        # output moves on after it).
         acts = [Signal(OrderActionLayout, name=f"act{j}") for j in range(_ACTIONS)]
+        decided = [Signal(OrderActionLayout, name=f"decided{j}") for j in range(_ACTIONS)]
         send = Signal(_ACTIONS)
-        # Latched in the decide cycle only: the hedger's output moves on after it.
-        m.d.comb += send[0].eq(hedger.o.valid & hedger.o.payload.send)
-        with m.If(s3):
-            m.d.sync += acts[0].eq(hedger.o.payload.action)
+        m.d.comb += [send[0].eq(hedger.o.valid & hedger.o.payload.send),
+                     decided[0].eq(hedger.o.payload.action)]
         for j, (side, level) in enumerate(_QUOTE_SLOTS):
             want, order = w_want[j], w_order[j]
             free = ~(order.valid & order.busy)
@@ -278,11 +280,10 @@ class Requoter(wiring.Component):
             new = free & want.valid & ~order.valid
             replace = (free & want.valid & order.valid
                        & (through[j] | ((moved[j] | resized[j]) & aged[j])))
-            act = acts[1 + j]
-            m.d.comb += send[1 + j].eq(s3 & (cancel | new | replace))
-            with m.If(s3):
-                m.d.sync += [
-                    act.kind.eq(Mux(cancel, ActionKind.CANCEL,
+            act = decided[1 + j]
+            m.d.comb += [
+                send[1 + j].eq(s3 & (cancel | new | replace)),
+                act.kind.eq(Mux(cancel, ActionKind.CANCEL,
                                     Mux(new, ActionKind.NEW, ActionKind.REPLACE))),
                     act.slot.eq(w_slot),
                     act.side.eq(side),
@@ -290,14 +291,27 @@ class Requoter(wiring.Component):
                     act.price.eq(Mux(cancel, 0, want.price)),
                     act.quantity.eq(Mux(cancel, 0, want.quantity)),
                     act.tif.eq(TimeInForceCode.DAY),
-                    act.ref.eq(Mux(new, 0, order.ref)),
-                    act.origin.eq(Origin.QUOTER),
-                ]
+                act.ref.eq(Mux(new, 0, order.ref)),
+                act.origin.eq(Origin.QUOTER),
+            ]
+        with m.If(s3):
+            m.d.sync += [a.eq(d) for a, d in zip(acts, decided, strict=True)]
 
         # -- Send --------------------------------------------------------------------------------
+        # The decision's first action goes to ``o`` from the decide stage itself when ``o`` is
+        # free; the others, one a cycle, from ``acts``. In the decide cycle the mask is empty.
         o = self.o
+        free = ~o.valid | o.ready
+        first = _lowest(send, _ACTIONS)
         pick = _lowest(pending, _ACTIONS)
-        with m.If(pending.any() & (~o.valid | o.ready)):
+        direct = s3 & send.any() & free
+        with m.If(direct):
+            m.d.sync += [
+                o.valid.eq(1),
+                o.payload.eq(Array(d.as_value() for d in decided)[first]),
+                pending.eq(send & ~(Const(1, _ACTIONS) << first)),
+            ]
+        with m.Elif(pending.any() & free):
             m.d.sync += [
                 o.valid.eq(1),
                 o.payload.eq(Array(a.as_value() for a in acts)[pick]),
@@ -305,7 +319,7 @@ class Requoter(wiring.Component):
             ]
         with m.Elif(o.ready):
             m.d.sync += o.valid.eq(0)
-        with m.If(s3):   # the mask is empty then: nothing above clears a bit
+        with m.If(s3 & ~direct):
             m.d.sync += pending.eq(send)
 
         sent = o.valid & o.ready

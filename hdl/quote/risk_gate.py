@@ -248,12 +248,13 @@ class RiskGate(wiring.Component):
     -------
     :data:`DECISION_LATENCY` (6) cycles from the view's transfer to the action on ``o`` and the
     decision on ``o_decision``; :data:`MICROPRICE_CYCLES` (13) more when the decision computes a
-    microprice. The query is offered the cycle after the action's transfer on ``i``. A top
-    update counts from the next cycle, a fill :data:`FILL_DELAY` (3) cycles after its transfer.
+    microprice. The query is offered with the action, and transferred in the same cycle (an
+    action on ``i`` or ``i_forced`` is taken only with its query). A top update counts from the
+    next cycle, a fill :data:`FILL_DELAY` (3) cycles after its transfer.
 
     Throughput
     ----------
-    One decision at a time: an action every ``DECISION_LATENCY + 2`` cycles plus the table's
+    One decision at a time: an action every ``DECISION_LATENCY + 1`` cycles plus the table's
     answer time (plus :data:`MICROPRICE_CYCLES` for a microprice), with ``o`` and
     ``o_decision`` ready. One top update per cycle, one fill every 2 cycles.
 
@@ -501,11 +502,6 @@ class RiskGate(wiring.Component):
         buy = act.side == Side.BUY
         price, qty = act.price, act.quantity
 
-        m.d.comb += [
-            query.payload.ref.eq(Mux(is_new & ~forced, 0, act.ref)),
-            query.payload.slot.eq(sl),
-            query.payload.side.eq(act.side),
-        ]
         out_action = Signal(OrderActionLayout)
         m.d.comb += [out_action.eq(act), o.payload.eq(out_action),
                      dec.payload.action.eq(out_action), dec.payload.time.eq(s["time"])]
@@ -515,18 +511,27 @@ class RiskGate(wiring.Component):
         m.d.sync += decided.eq(0)     # set for one cycle by S5 below
         with m.FSM(name="decide") as fsm:
             with m.State("IDLE"):
-                m.d.comb += [self.i_forced.ready.eq(1), self.i.ready.eq(~self.i_forced.valid)]
+                # The query leaves with the action's transfer: it names the incoming action.
+                m.d.comb += [self.i_forced.ready.eq(query.ready),
+                             self.i.ready.eq(~self.i_forced.valid & query.ready)]
                 with m.If(self.i_forced.valid):
-                    m.d.sync += [act.eq(self.i_forced.payload), forced.eq(1),
-                                 query.valid.eq(1)]
-                    m.next = "QUERY"
+                    incoming = self.i_forced.payload
+                    m.d.comb += [query.valid.eq(1), query.payload.ref.eq(incoming.ref),
+                                 query.payload.slot.eq(incoming.slot),
+                                 query.payload.side.eq(incoming.side)]
+                    with m.If(query.ready):
+                        m.d.sync += [act.eq(incoming), forced.eq(1)]
+                        m.next = "VIEW"
                 with m.Elif(self.i.valid):
-                    m.d.sync += [act.eq(self.i.payload), forced.eq(0), query.valid.eq(1)]
-                    m.next = "QUERY"
-            with m.State("QUERY"):
-                with m.If(query.ready):
-                    m.d.sync += query.valid.eq(0)
-                    m.next = "VIEW"
+                    incoming = self.i.payload
+                    m.d.comb += [query.valid.eq(1),
+                                 query.payload.ref.eq(Mux(incoming.kind == ActionKind.NEW, 0,
+                                                          incoming.ref)),
+                                 query.payload.slot.eq(incoming.slot),
+                                 query.payload.side.eq(incoming.side)]
+                    with m.If(query.ready):
+                        m.d.sync += [act.eq(incoming), forced.eq(0)]
+                        m.next = "VIEW"
             with m.State("VIEW"):
                 m.d.comb += view.ready.eq(1)
                 with m.If(view.valid):

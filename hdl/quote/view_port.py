@@ -18,8 +18,9 @@ from hdl.quote.risk_gate import OrderViewLayout, ViewQueryLayout
 __all__ = ["VIEW_PORT_LATENCY", "TableViewPort"]
 
 #: Cycles from a query's transfer to its answer offered, with the table stable and nothing in
-#: flight: the UserRefNum is registered, then looked up.
-VIEW_PORT_LATENCY = 1 + LOOKUP_LATENCY
+#: flight: the UserRefNum goes to the table's lookup in the transfer cycle (then from the
+#: port's register).
+VIEW_PORT_LATENCY = LOOKUP_LATENCY
 
 
 class TableViewPort(wiring.Component):
@@ -48,7 +49,7 @@ class TableViewPort(wiring.Component):
 
     Latency
     -------
-    :data:`VIEW_PORT_LATENCY` (4) cycles from a query's transfer to its answer offered when
+    :data:`VIEW_PORT_LATENCY` (3) cycles from a query's transfer to its answer offered when
     the table is stable and nothing is in flight; otherwise the answer is offered in the first
     cycle after that in which both hold. The gate takes it at once.
 
@@ -78,9 +79,12 @@ class TableViewPort(wiring.Component):
         asked = Signal(ViewQueryLayout)
         age = Signal(range(LOOKUP_LATENCY + 1))     # cycles the UserRefNum has been presented
 
-        m.d.comb += [query.ready.eq(~pending), view.ref.eq(asked.ref)]
-        with m.If(query.valid & query.ready):
-            m.d.sync += [pending.eq(1), asked.eq(query.payload), age.eq(0)]
+        # The lookup starts in the transfer cycle: the same UserRefNum is presented from then on.
+        taken = query.valid & query.ready
+        m.d.comb += [query.ready.eq(~pending),
+                     view.ref.eq(Mux(taken, query.payload.ref, asked.ref))]
+        with m.If(taken):
+            m.d.sync += [pending.eq(1), asked.eq(query.payload), age.eq(1)]
         with m.Elif(pending):
             with m.If(age != LOOKUP_LATENCY):
                 m.d.sync += age.eq(age + 1)
