@@ -200,8 +200,8 @@ class TickgateCore(wiring.Component):
     Latency
     -------
     The feed: as :class:`FeedBook` (7 cycles from a message's last byte to its top update).
-    The loop: :data:`~hdl.quote.loop.TICK_TO_ORDER` (37) cycles from the update to the first
-    beat of its first order when idle. Tick to trade: 7 + 37 = 44 cycles from the beat
+    The loop: :data:`~hdl.quote.loop.TICK_TO_ORDER` (35) cycles from the update to the first
+    beat of its first order when idle. Tick to trade: 7 + 35 = 42 cycles from the beat
     carrying the last byte of a top-changing message to the first beat of the resulting order
     (``tests/test_core_trade.py`` measures it). A committed configuration is in force the cycle
     after the commit.

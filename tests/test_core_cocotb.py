@@ -80,7 +80,7 @@ def test_real_aapl_through_the_whole_core(itch_data):
     # Tick to trade measured at the core's ports, from the Ethernet beat with a message's
     # last byte to the first beat of its order: the feed's cycles and the loop's, no more.
     (aapl,) = replay.summaries["gateware"].per_slot
-    assert aapl["tick_to_trade_min"] == FEED_TO_LOOP + TICK_TO_ORDER == 44
+    assert aapl["tick_to_trade_min"] == FEED_TO_LOOP + TICK_TO_ORDER == 42
 
 
 @pytest.mark.soak

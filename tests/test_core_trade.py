@@ -13,7 +13,7 @@ from sim.market_maker import MarketMakerConfig
 from tests.test_market_maker_model import instruments, port
 
 #: A replace (U) takes the book 3 cycles more; a microprice 9 more in the quoter and, when the
-#: collar is checked, 13 more in the gate.
+#: collar is checked, 14 more in the gate.
 WORST = (FEED_TO_LOOP + 3 + TICK_TO_ORDER + QUOTER_MODE_LATENCY[FairValueMode.MICROPRICE]
          - QUOTER_MODE_LATENCY[FairValueMode.MID] + MICROPRICE_CYCLES)
 
@@ -28,7 +28,7 @@ def test_tick_to_trade_at_the_core_ports(capsys):
     assert len(run.orders) >= 10
     summary = run.summary()
     assert summary is not None and summary["samples"] >= 3
-    assert summary["min"] == FEED_TO_LOOP + TICK_TO_ORDER == 44
-    assert summary["max"] <= WORST == 69
+    assert summary["min"] == FEED_TO_LOOP + TICK_TO_ORDER == 42
+    assert summary["max"] <= WORST == 68
     with capsys.disabled():
         print(f"\ntick to trade: {summary}")

@@ -57,7 +57,7 @@ def test_the_gateware_loop_sends_the_models_orders(session):
     # The first order of an idle loop leaves TICK_TO_ORDER cycles after its top update.
     first = gateware.sent[0]
     trigger = max(cycle for cycle, _ in gateware.top_cycles if cycle <= first.time)
-    assert first.first_beat - trigger == TICK_TO_ORDER == 37
+    assert first.first_beat - trigger == TICK_TO_ORDER == 35
 
 
 def test_tight_limits_hold_in_gateware(session):
@@ -96,8 +96,8 @@ def test_disarm_cancels_every_live_order(session, cause):
     # The first cancel leaves DISARM_TO_CANCEL cycles after `armed` falls; each further one
     # waits for the table to record the previous (and may wait for a denied quote action).
     beats = [r.first_beat - kill_at for r in after]
-    assert DISARM_TO_CANCEL - 1 <= beats[0] <= DISARM_TO_CANCEL == 19
-    assert all(16 <= b - a <= 32 for a, b in itertools.pairwise(beats)), beats
+    assert DISARM_TO_CANCEL - 1 <= beats[0] <= DISARM_TO_CANCEL == 18
+    assert all(15 <= b - a <= 32 for a, b in itertools.pairwise(beats)), beats
     print(f"{cause}: {len(after)} cancels, the first {beats[0]} and the last {beats[-1]} "
           "cycles after armed falls")
 

@@ -21,6 +21,8 @@ from hdl.csr.params import MAX_ORDER_SHARES, FairValueMode, QuoteParams, RiskLim
 from hdl.quote.quoter import (
     QUOTER_LATENCY,
     QUOTER_MODE_LATENCY,
+    QUOTER_MODE_PERIOD,
+    QUOTER_PERIOD,
     ROUND_CLAMP,
     Quoter,
     quote_set_layout,
@@ -425,7 +427,7 @@ def test_edge_cases():
     setups = edge_setups()
     for n, setup in enumerate(setups):
         # Each update priced on its own: a gap of the evaluator's period.
-        run = simulate(setup, gap=QUOTER_LATENCY - 3, backpressure=0.3 * (n % 2), seed=n)
+        run = simulate(setup, gap=QUOTER_PERIOD, backpressure=0.3 * (n % 2), seed=n)
         check(setup, run)
         assert run.stats["superseded"] == 0
 
@@ -479,7 +481,7 @@ def test_latency():
 
 def test_throughput():
     """Back to back, ``i`` takes an update every 2 cycles; while slots are waiting, the evaluator
-    emits a quote set ``QUOTER_MODE_LATENCY - 3`` cycles after the one before, by the mode of
+    emits a quote set ``QUOTER_MODE_PERIOD`` cycles after the one before, by the mode of
     the slot it priced."""
     setup = random_setup(8, 60)
     for slot, mode in enumerate(FairValueMode):
@@ -491,4 +493,4 @@ def test_throughput():
     intervals = {(mode_of(setup, s), b - a) for s, a, b in zip(
         run.sets[1:], run.set_cycles[:-1], run.set_cycles[1:], strict=True)}
     print(f"\nquoter: an update every 2 cycles in, a quote set every {sorted(intervals)} out")
-    assert intervals == {(mode, latency - 3) for mode, latency in QUOTER_MODE_LATENCY.items()}
+    assert intervals == set(QUOTER_MODE_PERIOD.items())

@@ -80,7 +80,7 @@ TICK_TO_ORDER = (QUOTER_MODE_LATENCY[FairValueMode.MID] + REQUOTE_LATENCY + VIEW
 #: beat of the first forced cancel, the loop otherwise idle (one fewer when the sweeper's idle
 #: loop is in phase): the gate's state shows it a cycle later, the sweeper's search starts within
 #: a cycle and finds the oldest live order, then the gate's query, answer and decision and the
-#: encoder. Each further cancel follows once the table has recorded the previous one, 16 cycles
+#: encoder. Each further cancel follows once the table has recorded the previous one, 15 cycles
 #: later when nothing else reaches the gate.
 DISARM_TO_CANCEL = 2 + SWEEP_CYCLES + VIEW_PORT_LATENCY + DECISION_LATENCY + OUCH_TX_LATENCY
 
@@ -146,8 +146,8 @@ class QuoteLoop(wiring.Component):
     -------
     :data:`TICK_TO_ORDER` cycles from a top update's transfer on ``i`` to the first beat of its
     first order on ``o`` when the loop is idle (MID or REFERENCE fair value; a microprice adds 9
-    in the quoter and 13 in the gate's collar): the quoter's 22, the requoter's 4, the view
-    port's 3 after the gate's query, the gate's 6, the encoder's 2. Each further action of the
+    in the quoter and 14 in the gate's collar): the quoter's 21, the requoter's 4, the view
+    port's 3 after the gate's query, the gate's 5, the encoder's 2. Each further action of the
     same quote set follows one decision later (:attr:`RiskGate` throughput plus the table's 4
     cycles to record the previous one).
 

@@ -60,6 +60,8 @@ __all__ = [
     "POSITION_BITS",
     "QUOTER_LATENCY",
     "QUOTER_MODE_LATENCY",
+    "QUOTER_MODE_PERIOD",
+    "QUOTER_PERIOD",
     "QUOTE_PARAMS_BLOCK",
     "RISK_LIMITS_BLOCK",
     "ROUND_CLAMP",
@@ -156,8 +158,8 @@ def quote_set_layout(slot_bits: int) -> data.StructLayout:
 
 
 # Front end: input transfer, then S1 (mid change), S2 (EWMA difference), S3 (EWMA update, the
-# slot's top stored and marked pending); the evaluator sees the mark a cycle later.
-_FRONT_CYCLES = 4
+# slot's top stored and marked pending, or taken by an idle evaluator at once).
+_FRONT_CYCLES = 3
 
 # The evaluator's schedule. It snapshots a slot in cycle 0; from then on its datapath is a
 # free-running pipeline of registers on the snapshot, so each value below is valid from the
@@ -208,6 +210,13 @@ QUOTER_MODE_LATENCY = {mode: _FRONT_CYCLES + _AT_OUT[mode == FairValueMode.MICRO
                        for mode in FairValueMode}
 #: The longest of :data:`QUOTER_MODE_LATENCY` (MICROPRICE's).
 QUOTER_LATENCY = max(QUOTER_MODE_LATENCY.values())
+#: Cycles from one quote set on ``o`` to the next while slots wait to be priced, ``o`` ready, by
+#: the fair-value mode of the slot priced next: the evaluator's snapshot, its pricing and its
+#: hand-over.
+QUOTER_MODE_PERIOD = {mode: _AT_OUT[mode == FairValueMode.MICROPRICE] + 1
+                      for mode in FairValueMode}
+#: The longest of :data:`QUOTER_MODE_PERIOD` (MICROPRICE's).
+QUOTER_PERIOD = max(QUOTER_MODE_PERIOD.values())
 
 
 def _lowest(vector, width: int):
@@ -257,22 +266,24 @@ class Quoter(wiring.Component):
     Latency
     -------
     :data:`QUOTER_MODE_LATENCY` cycles from an update's transfer to its quote set on ``o``, when
-    the evaluator is idle and ``o`` ready: 23 for MID and REFERENCE (4 in the front end, 19 to
-    price), 32 for MICROPRICE (its division comes first); :data:`QUOTER_LATENCY` is the longer.
-    The time depends on the mode register only, never on prices or sizes. MID and REFERENCE:
-    snapshot; the volatility term and the skew's fraction of a tick (2 products each, 3 after
-    the snapshot); the two rounding dividends; their 11-step remainders; level 0; the lock and
-    post-only flags beside every level price they may choose; the choice and the band; the
-    sizes. The skew itself, ``c -/+ half`` and its clamp are ready long before level 0, as are
-    the post-only limits and the half spread. MICROPRICE: its product (3 after the snapshot)
-    and 11-step division, the quotient's 8-step remainder, its sum with the dividends'
-    remainders modulo the tick, then level 0 and on as above.
+    the evaluator is idle, no other slot waits, no reprice is asked as the update leaves the
+    front end and ``o`` is ready: 21 for MID and REFERENCE (3 in the front end, 18 to price), 30
+    for MICROPRICE (its division comes first); :data:`QUOTER_LATENCY` is the longer. Otherwise
+    the update waits for the evaluator, a cycle more at least. The time depends on the mode
+    register only, never on prices or sizes. MID and REFERENCE: snapshot; the volatility term
+    and the skew's fraction of a tick (2 products each, 3 after the snapshot); the two rounding
+    dividends; their 11-step remainders; every level price the lock and post-only rules may
+    choose and those rules' flags, each one addition or comparison of a remainder; the choice
+    and the band; the sizes. The skew itself, ``c -/+ half`` and its clamp are ready long
+    before the remainders, as are the post-only limits and the half spread. MICROPRICE: its
+    product (3 after the snapshot) and 11-step division, the quotient's 8-step remainder, its
+    sum with the dividends' remainders modulo the tick, then the level prices and on as above.
 
     Throughput
     ----------
     ``i`` takes one update every 2 cycles (the book's own top rate) and never waits for the
-    evaluator. The evaluator prices one slot every ``QUOTER_MODE_LATENCY - 3`` cycles (20 for
-    MID and REFERENCE, 29 for MICROPRICE, by the mode of the slot priced) with ``o`` ready, in
+    evaluator. The evaluator prices one slot every :data:`QUOTER_MODE_PERIOD` cycles (19 for
+    MID and REFERENCE, 28 for MICROPRICE, by the mode of the slot priced) with ``o`` ready, in
     the order the slots started to wait (the order of their updates, as the model's). A slot
     updated again before its turn is priced once, on its newest top (counted ``SUPERSEDED``): a
     newer top supersedes an older one. The volatility EWMA is not affected: it is updated in the
@@ -383,13 +394,21 @@ class Quoter(wiring.Component):
             s3.shift.eq(shifts[s2.slot]),
         ]
 
-        # S3: the EWMA moves; the top waits for the evaluator (a waiting older one is replaced).
+        # S3: the EWMA moves; the top waits for the evaluator (a waiting older one is replaced),
+        # or, with nothing waiting, no reprice asked and the evaluator idle, the evaluator takes
+        # it at once (``direct``), with the EWMA it moves to.
         take = Signal()           # the evaluator takes slot ``pick`` this cycle
         pick = Signal(range(n))
+        direct = Signal()
+        eval_idle = Signal()
+        new_vol = Signal(VOL_BITS)
+        m.d.comb += [
+            new_vol.eq(Mux(s3.sample, s3.vol + (s3.delta >> s3.shift), s3.vol)),
+            direct.eq(s3.valid & eval_idle & ~pending.any() & ~self.reprice.any()),
+        ]
         with m.If(s3.valid):
-            with m.If(s3.sample):
-                m.d.sync += vol[s3.slot].eq(s3.vol + (s3.delta >> s3.shift))
-            m.d.sync += [tops[s3.slot].eq(s3.top), spans[s3.slot].eq(s3.span)]
+            m.d.sync += [vol[s3.slot].eq(new_vol), tops[s3.slot].eq(s3.top),
+                         spans[s3.slot].eq(s3.span)]
         count(m, stats.superseded, s3.valid & pending.bit_select(s3.slot, 1) &
               ~(take & (pick == s3.slot)))
         # The next waiting set: a slot taken stops waiting, a top stored or a reprice makes it
@@ -398,7 +417,7 @@ class Quoter(wiring.Component):
         taken_bit = Signal(n)
         stored = Signal(n)
         m.d.comb += [taken_bit.eq(Mux(take, Const(1, n) << pick, 0)),
-                     stored.eq(Mux(s3.valid, Const(1, n) << s3.slot, 0))]
+                     stored.eq(Mux(s3.valid & ~direct, Const(1, n) << s3.slot, 0))]
         still = pending & ~taken_bit
         m.d.sync += pending.eq(still | stored | self.reprice)
         alone = Signal(n)
@@ -411,9 +430,10 @@ class Quoter(wiring.Component):
         # close together leave in that order too. Slots that start to wait in the same cycle
         # (a reprice of several) queue in slot order.
         self._arrival_order(m, stored | self.reprice, still, take, pick)
-        last = Signal(range(n))
 
-        eval_busy = self._evaluator(m, vol, tops, spans, pending, take, pick, last)
+        eval_busy = self._evaluator(m, vol, tops, spans, pending, take, pick, s3, new_vol,
+                                    direct)
+        m.d.comb += eval_idle.eq(~eval_busy)
 
         m.d.comb += self.busy.eq(s1.valid | s2.valid | s3.valid | took | pending.any() |
                                  eval_busy)
@@ -441,7 +461,7 @@ class Quoter(wiring.Component):
         m.d.sync += [entry.eq(value) for entry, value in zip(entries, after, strict=True)]
         m.d.sync += length.eq(position)
 
-    def _evaluator(self, m, vol, tops, spans, pending, take, pick, last):
+    def _evaluator(self, m, vol, tops, spans, pending, take, pick, s3, new_vol, direct):
         q_fields = ("enable", "fair_value_mode", "reference_price", "base_half_spread",
                     "vol_multiplier", "skew_ticks_per_unit", "tick_size", "levels",
                     "level_spacing", "size", "price_ceiling", "price_floor")
@@ -701,16 +721,21 @@ class Quoter(wiring.Component):
         eval_busy = Signal()
         with m.FSM(name="evaluator") as fsm:
             with m.State("IDLE"):
-                with m.If(pending.any()):
-                    m.d.comb += take.eq(1)
-                    m.d.sync += [w_slot.eq(pick), last.eq(pick), w_top.eq(tops[pick]),
-                                 w_span.eq(spans[pick]), w_vol.eq(vol[pick]),
-                                 w_pos.eq(self.position[pick]), cycle.eq(1)]
+                def snapshot(slot, top, span, slot_vol):
+                    m.d.sync += [w_slot.eq(slot), w_top.eq(top), w_span.eq(span),
+                                 w_vol.eq(slot_vol), w_pos.eq(self.position[slot]),
+                                 cycle.eq(1)]
                     for name in q_fields:
-                        m.d.sync += w[name].eq(Array(getattr(q, name) for q in self.quote)[pick])
+                        m.d.sync += w[name].eq(Array(getattr(q, name) for q in self.quote)[slot])
                     for name in ("max_long", "max_short"):
-                        m.d.sync += w[name].eq(Array(getattr(r, name) for r in self.risk)[pick])
+                        m.d.sync += w[name].eq(Array(getattr(r, name) for r in self.risk)[slot])
                     m.next = "RUN"
+
+                with m.If(direct):
+                    snapshot(s3.slot, s3.top, s3.span, new_vol)
+                with m.Elif(pending.any()):
+                    m.d.comb += take.eq(1)
+                    snapshot(pick, tops[pick], spans[pick], vol[pick])
             with m.State("RUN"):
                 m.d.sync += cycle.eq(cycle + 1)
                 m.d.comb += [

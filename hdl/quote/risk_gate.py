@@ -48,8 +48,9 @@ the previous decision has left, so the table may hold its answer until it has re
 Timing
 ------
 Every check is one registered operation per cycle: an 8-way read of the slot's registers into
-the snapshot, then comparisons of at most 37 bits, one adder in front of each. The per-slot state
-is a 32-bit comparison and a priority choice, registered. The widest carry chain is the
+the snapshot, then comparisons of at most 37 bits, one adder in front of each; the worst
+position after the action is a sum of three operands, 37 bits. The per-slot state is a 32-bit
+comparison and a priority choice, registered. The widest carry chain is the
 microprice dividend's 81-bit sum (as in the quoter), then the 64-bit cycle counter.
 """
 
@@ -108,15 +109,17 @@ _WEIGHT_BITS = LEVEL_SHARES_BITS + 1
 FILL_DELAY = 3
 #: Cycles from a view's transfer on ``i_view`` (the decision's time) to the action on ``o`` (and
 #: the decision on ``o_decision``), both ready, when no microprice is computed.
-DECISION_LATENCY = 6
+DECISION_LATENCY = 5
 #: Quotient bits a step of the microprice divider (as the quoter's).
 _FV_RADIX_BITS = 3
 #: Cycles of the two pipelined products; they start from the top taken with the view.
 _PRODUCT_CYCLES = multiplier_latency(LEVEL_SHARES_BITS, PRICE_BITS)
 #: Extra cycles of a decision that computes a microprice: the division starts once the products
 #: are valid (at least 2 cycles after the top is taken, when the decision reaches the state that
-#: asks for it), and its quotient is taken the cycle it is done.
-MICROPRICE_CYCLES = max(_PRODUCT_CYCLES - 1, 1) + divider_steps(PRICE_BITS, _FV_RADIX_BITS)
+#: asks for it), its quotient is taken the cycle it is done, and the collar's differences take
+#: one more cycle (without a division they are computed beside the worst position).
+MICROPRICE_CYCLES = (max(_PRODUCT_CYCLES - 1, 1) + divider_steps(PRICE_BITS, _FV_RADIX_BITS)
+                     + 1)
 
 #: What the gate asks the order table about an action. ``ref`` is the order replaced or
 #: canceled, 0 for a new order (0 names no order: UserRefNums start at 1).
@@ -246,8 +249,8 @@ class RiskGate(wiring.Component):
 
     Latency
     -------
-    :data:`DECISION_LATENCY` (6) cycles from the view's transfer to the action on ``o`` and the
-    decision on ``o_decision``; :data:`MICROPRICE_CYCLES` (13) more when the decision computes a
+    :data:`DECISION_LATENCY` (5) cycles from the view's transfer to the action on ``o`` and the
+    decision on ``o_decision``; :data:`MICROPRICE_CYCLES` (14) more when the decision computes a
     microprice. The query is offered with the action, and transferred in the same cycle (an
     action on ``i`` or ``i_forced`` is taken only with its query). A top update counts from the
     next cycle, a fill :data:`FILL_DELAY` (3) cycles after its transfer.
@@ -475,7 +478,6 @@ class RiskGate(wiring.Component):
         mine = Signal(EXPOSURE_BITS)
         mid = Signal(PRICE_BITS)
         weight = Signal(_WEIGHT_BITS)
-        om = Signal(OTHERS_BITS + 1)
         fv = Signal(PRICE_BITS)
         worst = Signal(signed(_WORST_BITS))
         d_hi = Signal(signed(PRICE_BITS + 2))
@@ -590,16 +592,24 @@ class RiskGate(wiring.Component):
                 ]
                 m.next = "S2"
             with m.State("S2"):
-                m.d.sync += [om.eq(v.others + mine),
-                             fv.eq(Mux(s["mode"] == FairValueMode.REFERENCE, s["reference"],
-                                       mid))]
+                # The position after the action at worst, and the collar's differences from the
+                # fair value without a division (a microprice's come in S3).
+                pos = s["position"]
+                fv_now = Mux(s["mode"] == FairValueMode.REFERENCE, s["reference"], mid)
+                om = v.others + mine
+                m.d.sync += [
+                    fv.eq(fv_now),
+                    worst.eq(Mux(buy, pos + om, pos - om)),
+                    d_hi.eq(price - fv_now),
+                    d_lo.eq(fv_now - price),
+                ]
                 # Checks 1 to 3 decide without a fair value; so does a zero weight (the mid).
                 early = (f["cancel_like"] | f["bad"] | (state.state == RiskState.HALTED)
                          | f["unknown_replace"])
                 with m.If(f["need_div"] & (weight != 0) & ~early):
                     m.next = "PRODUCTS"
                 with m.Else():
-                    m.next = "S3"
+                    m.next = "S4"
             with m.State("PRODUCTS"):
                 with m.If(product_wait == 0):
                     m.d.comb += div_fv.start.eq(1)
@@ -609,12 +619,7 @@ class RiskGate(wiring.Component):
                     m.d.sync += fv.eq(div_fv.quotient)
                     m.next = "S3"
             with m.State("S3"):
-                pos = s["position"]
-                m.d.sync += [
-                    worst.eq(Mux(buy, pos + om, pos - om)),
-                    d_hi.eq(price - fv),
-                    d_lo.eq(fv - price),
-                ]
+                m.d.sync += [d_hi.eq(price - fv), d_lo.eq(fv - price)]
                 m.next = "S4"
             with m.State("S4"):
                 pos = s["position"]
