@@ -494,3 +494,77 @@ def test_throughput():
         run.sets[1:], run.set_cycles[:-1], run.set_cycles[1:], strict=True)}
     print(f"\nquoter: an update every 2 cycles in, a quote set every {sorted(intervals)} out")
     assert intervals == set(QUOTER_MODE_PERIOD.items())
+
+
+# ------------------------------------------------------------------------------------------------
+# Reprice requests
+
+
+def run_with_reprice(reprice_slot: int, delay: int) -> tuple[list[tuple[int, int]], dict]:
+    """Slot 0 is updated and priced; then slot 1 is updated and, ``delay`` cycles after its
+    transfer, slot ``reprice_slot`` is asked to be priced again. Returns the quote sets as
+    (slot, seq) in order and the counters."""
+    limits = RiskLimits(max_long=POS_MAX, max_short=POS_MAX)
+    good = params(fair_value_mode=FairValueMode.MID)
+    dut = Quoter(2, slot_bits=SLOT_BITS)
+    tops = [TopUpdate(0, 1, 1_000_000, 10, 1_000_100, 10, 1, 0, False, False),
+            TopUpdate(1, 2, 2_000_000, 10, 2_000_300, 10, 2, 0, False, False)]
+    sets = []
+
+    async def testbench(ctx):
+        for slot in range(2):
+            for name in type(good).__registers__:
+                ctx.set(getattr(dut.quote[slot], name), int(getattr(good, name)))
+            for name in type(limits).__registers__:
+                ctx.set(getattr(dut.risk[slot], name), int(getattr(limits, name)))
+        ctx.set(dut.o.ready, 1)
+        for n, top in enumerate(tops):
+            ctx.set(dut.i.payload.as_value(), pack(IN_LAYOUT, {
+                name: getattr(top, name) for name, _ in IN_LAYOUT}))
+            ctx.set(dut.i.valid, 1)
+            while True:
+                _, _, taken = await ctx.tick().sample(dut.i.valid & dut.i.ready)
+                if taken:
+                    break
+            ctx.set(dut.i.valid, 0)
+            for cycle in range(1, 4 * QUOTER_LATENCY):
+                if n == 1:
+                    ctx.set(dut.reprice, int(cycle == delay) << reprice_slot)
+                _, _, valid, payload, busy = await ctx.tick().sample(
+                    dut.o.valid, dut.o.payload.as_value(), dut.busy)
+                if valid:
+                    got = decode(payload)
+                    sets.append((got["slot"], got["seq"]))
+                if cycle > delay and not busy:
+                    break
+            assert not ctx.get(dut.busy)
+        await ctx.tick().repeat(3)
+        stats.update(unpack(stats_layout(QuoterStat), ctx.get(dut.stats.as_value())))
+
+    stats = {}
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return sets, stats
+
+
+def test_reprice_beside_an_update():
+    """A reprice asked as an update leaves the front end (3 cycles after its transfer) starts to
+    wait in the same cycle as the update, so the two queue in slot order; asked a cycle earlier
+    it waits first; asked for the updated slot itself, the slot is priced once."""
+    sets, stats = run_with_reprice(0, 3)
+    assert sets == [(0, 1), (0, 1), (1, 2)]
+    assert stats == {"updates": 2, "superseded": 0, "quote_sets": 3, "bad_slot": 0,
+                     "reprices": 1}
+    sets, stats = run_with_reprice(0, 2)
+    assert sets == [(0, 1), (0, 1), (1, 2)]
+    assert stats["reprices"] == 1
+    sets, stats = run_with_reprice(1, 3)
+    assert sets == [(0, 1), (1, 2)]
+    assert stats == {"updates": 2, "superseded": 0, "quote_sets": 2, "bad_slot": 0,
+                     "reprices": 0}
+    # Long after the update: the slot is priced again on its last top.
+    sets, stats = run_with_reprice(1, QUOTER_LATENCY + 5)
+    assert sets == [(0, 1), (1, 2), (1, 2)]
+    assert stats["reprices"] == 1
