@@ -18,6 +18,7 @@ from amaranth.build import Platform
 from amaranth.build.run import BuildPlan
 from amaranth.hdl import Elaboratable
 
+from boards import ROUTERS
 from boards.nextpnr_report import SynthReport
 from hdl.export import builtin_yosys
 
@@ -70,19 +71,23 @@ def tool_environment(base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def prepare_trellis_build(platform: Platform, top: Elaboratable, *, seed: int = 1,
-                          name: str = "top") -> BuildPlan:
+                          router: str = "router1", name: str = "top") -> BuildPlan:
     """Elaborate ``top`` for ``platform`` into a build plan whose nextpnr step writes a report.
 
     nextpnr runs with ``--timing-allow-fail`` (a missed target is a figure, not an error), the
-    given placement ``seed`` and ``--report <name>.report.json``.
+    given placement ``seed``, ``--router router`` (one of :data:`ROUTERS`) and ``--report
+    <name>.report.json``.
     """
-    nextpnr_opts = ["--report", f"{name}.report.json", "--seed", str(seed), "--timing-allow-fail"]
+    if router not in ROUTERS:
+        raise ValueError(f"unknown nextpnr router {router!r} (one of {', '.join(ROUTERS)})")
+    nextpnr_opts = ["--report", f"{name}.report.json", "--seed", str(seed), "--timing-allow-fail",
+                    "--router", router]
     with builtin_yosys():
         return platform.build(top, name=name, do_build=False, nextpnr_opts=nextpnr_opts)
 
 
 def run_trellis_build(platform: Platform, top: Elaboratable, build_dir: Path, *,
-                      seed: int = 1, name: str = "top") -> SynthReport:
+                      seed: int = 1, router: str = "router1", name: str = "top") -> SynthReport:
     """Build ``top`` for ``platform`` in ``build_dir`` and return nextpnr's report.
 
     See :func:`prepare_trellis_build` for the options. The report is
@@ -95,7 +100,7 @@ def run_trellis_build(platform: Platform, top: Elaboratable, build_dir: Path, *,
     """
     build_dir = Path(build_dir)
     env = tool_environment()
-    plan = prepare_trellis_build(platform, top, seed=seed, name=name)
+    plan = prepare_trellis_build(platform, top, seed=seed, router=router, name=name)
     report_path = build_dir / f"{name}.report.json"
     # A report left by an earlier run must not pass for this one's.
     report_path.unlink(missing_ok=True)

@@ -67,7 +67,7 @@ class ULX3SCoreTop(wiring.Component):
         return m
 
 
-def build(core: wiring.Component, build_dir: Path, *, seed: int = 1,
+def build(core: wiring.Component, build_dir: Path, *, seed: int = 1, router: str = "router1",
           core_mhz: float = DEFAULT_CORE_MHZ) -> SynthReport:
     """Synthesize, place and route ``core`` on the ULX3S 85F; return nextpnr's figures.
 
@@ -81,7 +81,7 @@ def build(core: wiring.Component, build_dir: Path, *, seed: int = 1,
         A tool is missing or failed; the message names the log file to read.
     """
     top = ULX3SCoreTop(core, core_mhz=core_mhz)
-    report = run_trellis_build(ULX3S_85F_Platform(), top, build_dir, seed=seed)
+    report = run_trellis_build(ULX3S_85F_Platform(), top, build_dir, seed=seed, router=router)
     report.core_clock = report.find_clock(top.pll_params.clkop_mhz)
     report.notes["harness_overhead_ffs"] = top.harness.overhead_ffs
     report.notes["core_in_bits"] = top.harness.in_width

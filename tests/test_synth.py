@@ -275,11 +275,20 @@ def test_harness_drives_inputs_and_folds_outputs(make_core):
 # --- board top and tools --------------------------------------------------------------------------
 
 
+def test_plan_takes_the_router():
+    plan = prepare_trellis_build(ULX3S_85F_Platform(), ULX3SCoreTop(PipelinedAdder(8)),
+                                 router="router2")
+    assert "--timing-allow-fail --router router2" in plan.files["build_top.sh"]
+    # Refused before the top is looked at.
+    with pytest.raises(ValueError, match="unknown nextpnr router 'router3'"):
+        prepare_trellis_build(ULX3S_85F_Platform(), None, router="router3")
+
+
 def test_ulx3s_plan_has_pll_pins_and_report_options():
     plan = prepare_trellis_build(ULX3S_85F_Platform(), ULX3SCoreTop(PipelinedAdder(8)), seed=7)
     files = plan.files
     script = files["build_top.sh"]
-    assert "--report top.report.json --seed 7 --timing-allow-fail" in script
+    assert "--report top.report.json --seed 7 --timing-allow-fail --router router1" in script
     assert "--85k --package CABGA381 --speed 6" in script
     lpf = files["top.lpf"]
     assert 'SITE "G2"' in lpf  # 25 MHz oscillator

@@ -13,7 +13,7 @@ EXIT_TIMING_FAILED = 3
 
 
 def register(subparsers) -> None:
-    from boards import BOARDS
+    from boards import BOARDS, ROUTERS
 
     parser = subparsers.add_parser(
         "synth",
@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     parser.add_argument("--board", default="ulx3s", choices=sorted(BOARDS),
                         help="target board (default: ulx3s)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
+    parser.add_argument("--router", default="router1", choices=ROUTERS,
+                        help="nextpnr router (default: router1; router2 gets much further "
+                             "with the book and the quoter)")
     parser.add_argument("--freq", type=float, default=None, metavar="MHZ",
                         help="core clock target (default: the board's, 156.25 on ulx3s)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
@@ -52,12 +55,14 @@ def run(args: argparse.Namespace) -> int:
     build_dir = args.build_dir or Path("build") / "synth" / f"{args.board}-{args.core}"
     core_mhz = board.DEFAULT_CORE_MHZ if args.freq is None else args.freq
     print(f"building {args.core} for {args.board} at {core_mhz:g} MHz in {build_dir} "
-          f"(seed {args.seed}); this takes a few minutes", file=sys.stderr)
+          f"(seed {args.seed}, {args.router}); this takes a few minutes", file=sys.stderr)
     try:
-        report = board.build(core, build_dir, seed=args.seed, core_mhz=core_mhz)
+        report = board.build(core, build_dir, seed=args.seed, router=args.router,
+                             core_mhz=core_mhz)
     except (BuildError, LookupError, ValueError) as error:
         raise SystemExit(f"tickgate synth: {error}") from None
-    report.notes = {"board": args.board, "core": args.core, "seed": args.seed, **report.notes}
+    report.notes = {"board": args.board, "core": args.core, "seed": args.seed,
+                    "router": args.router, **report.notes}
     print(report.format_table())
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
