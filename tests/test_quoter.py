@@ -103,11 +103,7 @@ def simulate(setup: Setup, *, idle: float = 0.0, gap: int = 0, backpressure: flo
     run = Run()
 
     async def testbench(ctx):
-        for slot in range(slots):
-            for port, values in ((dut.quote[slot], setup.params[slot]),
-                                 (dut.risk[slot], setup.limits[slot])):
-                for name in type(values).__registers__:
-                    ctx.set(getattr(port, name), int(getattr(values, name)))
+        set_registers(ctx, dut, setup.params[:slots], setup.limits[:slots])
         ctx.set(dut.position.as_value(),
                 sum((p & 0xFFFF_FFFF) << (32 * n) for n, p in enumerate(setup.positions)))
         items = list(setup.updates)
@@ -147,6 +143,15 @@ def simulate(setup: Setup, *, idle: float = 0.0, gap: int = 0, backpressure: flo
     sim.add_testbench(testbench)
     sim.run()
     return run
+
+
+def set_registers(ctx, dut: Quoter, params: list[QuoteParams],
+                  limits: list[RiskLimits]) -> None:
+    """Each slot's ``quote`` and ``risk`` registers."""
+    for slot, (quote, limit) in enumerate(zip(params, limits, strict=True)):
+        for port, values in ((dut.quote[slot], quote), (dut.risk[slot], limit)):
+            for name in type(values).__registers__:
+                ctx.set(getattr(port, name), int(getattr(values, name)))
 
 
 def check(setup: Setup, run: Run) -> None:
@@ -512,11 +517,7 @@ def run_with_reprice(reprice_slot: int, delay: int) -> tuple[list[tuple[int, int
     sets = []
 
     async def testbench(ctx):
-        for slot in range(2):
-            for name in type(good).__registers__:
-                ctx.set(getattr(dut.quote[slot], name), int(getattr(good, name)))
-            for name in type(limits).__registers__:
-                ctx.set(getattr(dut.risk[slot], name), int(getattr(limits, name)))
+        set_registers(ctx, dut, [good] * 2, [limits] * 2)
         ctx.set(dut.o.ready, 1)
         for n, top in enumerate(tops):
             ctx.set(dut.i.payload.as_value(), pack(IN_LAYOUT, {

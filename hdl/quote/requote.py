@@ -135,7 +135,7 @@ class Requoter(wiring.Component):
     ----------
     One action per cycle on ``o``. A quote set with ``n`` actions occupies the stage for
     ``3 + max(n, 1)`` cycles with ``o`` ready (4 to 10), fewer than the quoter takes to price one
-    (:data:`~hdl.quote.quoter.QUOTER_MODE_LATENCY` - 3).
+    (:data:`~hdl.quote.quoter.QUOTER_MODE_PERIOD`).
 
     Bad input
     ---------

@@ -516,24 +516,19 @@ class RiskGate(wiring.Component):
                 # The query leaves with the action's transfer: it names the incoming action.
                 m.d.comb += [self.i_forced.ready.eq(query.ready),
                              self.i.ready.eq(~self.i_forced.valid & query.ready)]
-                with m.If(self.i_forced.valid):
-                    incoming = self.i_forced.payload
-                    m.d.comb += [query.valid.eq(1), query.payload.ref.eq(incoming.ref),
-                                 query.payload.slot.eq(incoming.slot),
-                                 query.payload.side.eq(incoming.side)]
-                    with m.If(query.ready):
-                        m.d.sync += [act.eq(incoming), forced.eq(1)]
-                        m.next = "VIEW"
-                with m.Elif(self.i.valid):
-                    incoming = self.i.payload
-                    m.d.comb += [query.valid.eq(1),
-                                 query.payload.ref.eq(Mux(incoming.kind == ActionKind.NEW, 0,
-                                                          incoming.ref)),
-                                 query.payload.slot.eq(incoming.slot),
-                                 query.payload.side.eq(incoming.side)]
-                    with m.If(query.ready):
-                        m.d.sync += [act.eq(incoming), forced.eq(0)]
-                        m.next = "VIEW"
+                in_forced = self.i_forced.valid
+                incoming = OrderActionLayout(Mux(in_forced, self.i_forced.payload.as_value(),
+                                                 self.i.payload.as_value()))
+                m.d.comb += [
+                    query.valid.eq(in_forced | self.i.valid),
+                    query.payload.ref.eq(Mux((incoming.kind == ActionKind.NEW) & ~in_forced, 0,
+                                             incoming.ref)),
+                    query.payload.slot.eq(incoming.slot),
+                    query.payload.side.eq(incoming.side),
+                ]
+                with m.If(query.valid & query.ready):
+                    m.d.sync += [act.eq(incoming), forced.eq(in_forced)]
+                    m.next = "VIEW"
             with m.State("VIEW"):
                 m.d.comb += view.ready.eq(1)
                 with m.If(view.valid):
