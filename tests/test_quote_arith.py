@@ -82,6 +82,14 @@ def microprice_cases(rng: random.Random) -> list[tuple[int, int]]:
     return cases
 
 
+async def start_division(ctx, dut, n):
+    """Pulse ``start`` with dividend ``n`` for one cycle."""
+    ctx.set(dut.n, n)
+    ctx.set(dut.start, 1)
+    await ctx.tick()
+    ctx.set(dut.start, 0)
+
+
 @pytest.mark.parametrize(("n_width", "d_width", "q_width", "radix_bits", "kind"), [
     (35, 16, 35, 4, "tick"), (33, 16, 33, 4, "tick"), (35, 16, 35, 2, "tick"),
     (35, 16, 35, 1, "tick"), (80, 49, 32, 3, "microprice"), (80, 49, 32, 2, "microprice"),
@@ -100,10 +108,7 @@ def test_divider(n_width, d_width, q_width, radix_bits, kind):
         ctx.set(dut.d, cases[0][1])
         await ctx.tick()
         for index, (n, _) in enumerate(cases):
-            ctx.set(dut.n, n)
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
+            await start_division(ctx, dut, n)
             for cycle in range(1, steps + 1):
                 assert ctx.get(dut.done) == (cycle == steps)
                 assert ctx.get(dut.busy) == (cycle < steps)
@@ -119,3 +124,35 @@ def test_divider(n_width, d_width, q_width, radix_bits, kind):
     run(dut, testbench)
     assert got == [divmod(n, d) for n, d in cases]
 
+
+
+@pytest.mark.parametrize(("n_width", "d_width", "q_width", "radix_bits"), [
+    (35, 16, 35, 4), (80, 49, 32, 3),
+])
+def test_divider_restarts_while_busy(n_width, d_width, q_width, radix_bits):
+    """A ``start`` while busy abandons the division under way: the new dividend is taken that
+    cycle and its results come ``steps`` cycles later, at every point of the old one."""
+    rng = random.Random(q_width)
+    d = rng.randrange(3, 1 << min(d_width, 16))
+    dut = RadixDivider(n_width, d_width, q_width, radix_bits)
+    steps = divider_steps(q_width, radix_bits)
+    limit = min(d << q_width, 1 << n_width)
+
+    async def testbench(ctx):
+        ctx.set(dut.d, d)
+        await ctx.tick()
+        for cut in range(1, steps):
+            first, second = rng.randrange(limit), rng.randrange(limit)
+            await start_division(ctx, dut, first)
+            for _ in range(cut - 1):
+                await ctx.tick()
+            assert ctx.get(dut.busy)
+            await start_division(ctx, dut, second)
+            for cycle in range(1, steps + 1):
+                assert ctx.get(dut.done) == (cycle == steps)
+                if cycle < steps:
+                    await ctx.tick()
+            assert (ctx.get(dut.quotient), ctx.get(dut.remainder)) == divmod(second, d)
+            await ctx.tick()
+
+    run(dut, testbench)

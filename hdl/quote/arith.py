@@ -206,8 +206,10 @@ class RadixDivider(wiring.Component):
     Each step appends ``radix_bits`` dividend bits to the partial remainder and compares the
     result with every multiple ``k * d``, ``0 < k < 2**radix_bits``, at once; the largest
     multiple not above it is subtracted and ``k`` is the quotient digit. The multiples are
-    registered from ``d`` every cycle (each one adder of shifted ``d``), so that a step is one
-    subtraction of ``d_width + radix_bits`` bits and a one-hot select.
+    registered from ``d`` every cycle (each one adder of shifted ``d``), so that a step is a
+    2-way select of its input (the dividend's top bits on ``start``, else the partial
+    remainder), one subtraction of ``d_width + radix_bits`` bits and a one-hot select. The
+    first step and the later ones share that logic.
 
     Parameters
     ----------
@@ -293,12 +295,15 @@ class RadixDivider(wiring.Component):
 
         m.d.comb += [self.busy.eq(left != 0), self.quotient.eq(bits[:self.q_width]),
                      self.remainder.eq(rem)]
+        # One step's logic serves the first digit and the later ones: its inputs are picked
+        # before it rather than its results after two copies (half the subtractors and selects,
+        # which all converge on ``rem``).
+        new_rem, new_bits = step(Mux(self.start, n[qp:qp + dw], rem),
+                                 Mux(self.start, n[:qp], bits))
         with m.If(self.start):
-            new_rem, new_bits = step(n[qp:qp + dw], n[:qp])
             m.d.sync += [rem.eq(new_rem), bits.eq(new_bits), left.eq(self.steps - 1),
                          self.done.eq(self.steps == 1)]
         with m.Elif(self.busy):
-            new_rem, new_bits = step(rem, bits)
             m.d.sync += [rem.eq(new_rem), bits.eq(new_bits), left.eq(left - 1),
                          self.done.eq(left == 1)]
         with m.Else():
