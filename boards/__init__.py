@@ -7,8 +7,8 @@ not loaded by unrelated commands.
 
 __all__ = ["BOARDS", "ROUTERS"]
 
-#: Board name -> module providing ``build(core, build_dir, *, seed, router, core_mhz) ->
-#: SynthReport`` and ``DEFAULT_CORE_MHZ``.
+#: Board name -> module providing ``build(core, build_dir, *, seed, router, pack_only,
+#: core_mhz) -> SynthReport`` and ``DEFAULT_CORE_MHZ``.
 BOARDS: dict[str, str] = {
     "ulx3s": "boards.ulx3s",
 }

@@ -218,7 +218,10 @@ class SynthReport:
 
     def format_table(self) -> str:
         """Fmax per clock, utilisation and the core clock's critical path as plain text."""
-        lines = ["clock                          Fmax (MHz)  target (MHz)  result"]
+        if self.clocks:
+            lines = ["clock                          Fmax (MHz)  target (MHz)  result"]
+        else:
+            lines = ["clock: none timed (packed only, not placed or routed)"]
         for clock in self.clocks.values():
             marker = " *" if clock.name == self.core_clock else ""
             target = "-" if clock.constraint_mhz is None else f"{clock.constraint_mhz:.2f}"

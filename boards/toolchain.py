@@ -71,23 +71,37 @@ def tool_environment(base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def prepare_trellis_build(platform: Platform, top: Elaboratable, *, seed: int = 1,
-                          router: str = "router1", name: str = "top") -> BuildPlan:
+                          router: str = "router1", pack_only: bool = False,
+                          name: str = "top") -> BuildPlan:
     """Elaborate ``top`` for ``platform`` into a build plan whose nextpnr step writes a report.
 
     nextpnr runs with ``--timing-allow-fail`` (a missed target is a figure, not an error), the
     given placement ``seed``, ``--router router`` (one of :data:`ROUTERS`) and ``--report
-    <name>.report.json``.
+    <name>.report.json``. With ``pack_only`` it stops after packing (``--pack-only``): the
+    report has the utilisation but no clocks, and there is no bitstream.
     """
     if router not in ROUTERS:
         raise ValueError(f"unknown nextpnr router {router!r} (one of {', '.join(ROUTERS)})")
     nextpnr_opts = ["--report", f"{name}.report.json", "--seed", str(seed), "--timing-allow-fail",
-                    "--router", router]
+                    "--router", router, *(["--pack-only"] if pack_only else [])]
     with builtin_yosys():
-        return platform.build(top, name=name, do_build=False, nextpnr_opts=nextpnr_opts)
+        plan = platform.build(top, name=name, do_build=False, nextpnr_opts=nextpnr_opts)
+    if pack_only:
+        # A packed design has no placement to write a configuration of (nextpnr would fail
+        # trying): drop the platform's --textcfg, and the bitstream step with it.
+        script = plan.files[f"build_{name}.sh"]
+        textcfg = f" --textcfg {name}.config"
+        if textcfg not in script:
+            raise BuildError(f"the platform's build script has no {textcfg.strip()!r} to drop")
+        plan.files[f"build_{name}.sh"] = "\n".join(
+            line for line in script.replace(textcfg, "").splitlines()
+            if "$ECPPACK" not in line) + "\n"
+    return plan
 
 
 def run_trellis_build(platform: Platform, top: Elaboratable, build_dir: Path, *,
-                      seed: int = 1, router: str = "router1", name: str = "top") -> SynthReport:
+                      seed: int = 1, router: str = "router1", pack_only: bool = False,
+                      name: str = "top") -> SynthReport:
     """Build ``top`` for ``platform`` in ``build_dir`` and return nextpnr's report.
 
     See :func:`prepare_trellis_build` for the options. The report is
@@ -100,7 +114,8 @@ def run_trellis_build(platform: Platform, top: Elaboratable, build_dir: Path, *,
     """
     build_dir = Path(build_dir)
     env = tool_environment()
-    plan = prepare_trellis_build(platform, top, seed=seed, router=router, name=name)
+    plan = prepare_trellis_build(platform, top, seed=seed, router=router, pack_only=pack_only,
+                                 name=name)
     report_path = build_dir / f"{name}.report.json"
     # A report left by an earlier run must not pass for this one's.
     report_path.unlink(missing_ok=True)

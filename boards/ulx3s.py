@@ -68,8 +68,11 @@ class ULX3SCoreTop(wiring.Component):
 
 
 def build(core: wiring.Component, build_dir: Path, *, seed: int = 1, router: str = "router1",
-          core_mhz: float = DEFAULT_CORE_MHZ) -> SynthReport:
+          pack_only: bool = False, core_mhz: float = DEFAULT_CORE_MHZ) -> SynthReport:
     """Synthesize, place and route ``core`` on the ULX3S 85F; return nextpnr's figures.
+
+    With ``pack_only`` nextpnr stops after packing: the utilisation in a minute or two, for a
+    core that takes hours to place and route, with no clock (``core_clock`` is None).
 
     Runs Yosys, nextpnr-ecp5 and ecppack (the YoWASP builds unless overridden through the
     ``YOSYS``, ``NEXTPNR_ECP5`` and ``ECPPACK`` environment variables) in ``build_dir``. Timing
@@ -81,8 +84,10 @@ def build(core: wiring.Component, build_dir: Path, *, seed: int = 1, router: str
         A tool is missing or failed; the message names the log file to read.
     """
     top = ULX3SCoreTop(core, core_mhz=core_mhz)
-    report = run_trellis_build(ULX3S_85F_Platform(), top, build_dir, seed=seed, router=router)
-    report.core_clock = report.find_clock(top.pll_params.clkop_mhz)
+    report = run_trellis_build(ULX3S_85F_Platform(), top, build_dir, seed=seed, router=router,
+                               pack_only=pack_only)
+    if not pack_only:
+        report.core_clock = report.find_clock(top.pll_params.clkop_mhz)
     report.notes["harness_overhead_ffs"] = top.harness.overhead_ffs
     report.notes["core_in_bits"] = top.harness.in_width
     report.notes["core_out_bits"] = top.harness.out_width

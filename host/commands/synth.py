@@ -30,6 +30,10 @@ def register(subparsers) -> None:
     parser.add_argument("--router", default="router1", choices=ROUTERS,
                         help="nextpnr router (default: router1; router2 gets much further "
                              "with the book and the quoter)")
+    parser.add_argument("--pack-only", action="store_true",
+                        help="stop after nextpnr's packing: the utilisation in a minute or two, "
+                             "no placement, routing, Fmax or bitstream (for cores that take "
+                             "hours to route)")
     parser.add_argument("--freq", type=float, default=None, metavar="MHZ",
                         help="core clock target (default: the board's, 156.25 on ulx3s)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
@@ -47,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from boards.toolchain import BuildError
     from hdl.export import build_core
 
+    if args.check and args.pack_only:
+        raise SystemExit("tickgate synth: --check needs a routed build, not --pack-only")
     board = importlib.import_module(BOARDS[args.board])
     try:
         core = build_core(args.core)
@@ -54,15 +60,16 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"tickgate synth: {error.args[0]}") from None
     build_dir = args.build_dir or Path("build") / "synth" / f"{args.board}-{args.core}"
     core_mhz = board.DEFAULT_CORE_MHZ if args.freq is None else args.freq
+    how = "packing only" if args.pack_only else f"seed {args.seed}, {args.router}"
     print(f"building {args.core} for {args.board} at {core_mhz:g} MHz in {build_dir} "
-          f"(seed {args.seed}, {args.router}); this takes a few minutes", file=sys.stderr)
+          f"({how}); this takes a few minutes", file=sys.stderr)
     try:
         report = board.build(core, build_dir, seed=args.seed, router=args.router,
-                             core_mhz=core_mhz)
+                             pack_only=args.pack_only, core_mhz=core_mhz)
     except (BuildError, LookupError, ValueError) as error:
         raise SystemExit(f"tickgate synth: {error}") from None
-    report.notes = {"board": args.board, "core": args.core, "seed": args.seed,
-                    "router": args.router, **report.notes}
+    stage = {"stage": "packed"} if args.pack_only else {"seed": args.seed, "router": args.router}
+    report.notes = {"board": args.board, "core": args.core, **stage, **report.notes}
     print(report.format_table())
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
