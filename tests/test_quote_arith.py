@@ -125,7 +125,6 @@ def test_divider(n_width, d_width, q_width, radix_bits, kind):
     assert got == [divmod(n, d) for n, d in cases]
 
 
-
 @pytest.mark.parametrize(("n_width", "d_width", "q_width", "radix_bits"), [
     (35, 16, 35, 4), (80, 49, 32, 3),
 ])
