@@ -1,5 +1,3 @@
-# amaranth: UnusedElaboratable=no
-# (a configuration simulated before in this process reuses its Verilog; its Book is unused)
 """Launches the cocotb testbench of the order book stage (tests/cocotb/tb_book.py).
 
 The book is built with ``drop_when_full=False`` so that the testbench's idle cycles and
@@ -13,6 +11,7 @@ only with ``pytest -m soak``.
 """
 
 import os
+from functools import partial
 
 import pytest
 
@@ -28,9 +27,9 @@ HARDEST = "0.3,0.5"
 def _run(case: str, geometry: str = "default", pacing: str = ALL, **env: str) -> None:
     if os.environ.get("TB_BOOK_MATRIX") == "full":
         pacing = ALL
-    book = Book(geometry_of(geometry), drop_when_full=False)
-    run_cocotb(book, "tb_book", build_name=f"book-{geometry}", cache_key=f"book-{geometry}",
-               flatten=True,
+    book = partial(Book, geometry_of(geometry), drop_when_full=False)
+    run_cocotb(book, "tb_book", build_name=f"book-{geometry}",
+               cache_key=f"Book({geometry}, drop_when_full=False)", flatten=True,
                env={"TB_SEED": os.environ.get("TB_SEED", "1"), "TB_CASE": case,
                     "TB_GEOMETRY": geometry, "TB_PACING": pacing, **env},
                testcase="book_test")

@@ -7,7 +7,8 @@ from tests.cocotb.runner import run_cocotb
 
 
 def _run(testcase: str, **env):
-    run_cocotb(FeedIngress(), "tb_ingress", build_name="ingress", testcase=testcase, flatten=True,
+    run_cocotb(FeedIngress, "tb_ingress", build_name="ingress", testcase=testcase,
+               cache_key="FeedIngress()", flatten=True,
                env={key: str(value) for key, value in env.items()})
 
 

@@ -8,15 +8,14 @@ from tests.cocotb.runner import run_cocotb
 AAPL = "aapl-20200130-premarket-10k.itch"
 
 
-def _env(**extra: str) -> dict[str, str]:
-    return {"TB_SEED": os.environ.get("TB_SEED", "1"), **extra}
+def _run(testcase: str, **extra: str) -> None:
+    run_cocotb(ItchDecode, "tb_itch_decode", build_name="itch_decode", cache_key="ItchDecode()",
+               env={"TB_SEED": os.environ.get("TB_SEED", "1"), **extra}, testcase=testcase)
 
 
 def test_random_mixes_under_idle_and_backpressure():
-    run_cocotb(ItchDecode(), "tb_itch_decode", build_name="itch_decode",
-               env=_env(), testcase="random_mix_test")
+    _run("random_mix_test")
 
 
 def test_real_capture(itch_data):
-    run_cocotb(ItchDecode(), "tb_itch_decode", build_name="itch_decode",
-               env=_env(ITCH_FILE=str(itch_data / AAPL)), testcase="real_capture_test")
+    _run("real_capture_test", ITCH_FILE=str(itch_data / AAPL))

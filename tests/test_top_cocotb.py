@@ -8,18 +8,19 @@ backpressure) pairs in about a minute; ``TB_PACING="0,0;0,0.5;0.3,0;0.3,0.5"`` r
 """
 
 import os
+from functools import partial
 
 from hdl.top import FeedBook
 from tests.cocotb.runner import run_cocotb
 
 
 def test_latency_at_line_rate():
-    run_cocotb(FeedBook(), "tb_top", build_name="top", testcase="latency_at_line_rate",
-               env={"TB_SEED": os.environ.get("TB_SEED", "1")})
+    run_cocotb(FeedBook, "tb_top", build_name="top", testcase="latency_at_line_rate",
+               cache_key="FeedBook()", env={"TB_SEED": os.environ.get("TB_SEED", "1")})
 
 
 def test_scoreboard_generated_session():
-    run_cocotb(FeedBook(drop_when_full=False), "tb_top", build_name="top-hold",
-               testcase="scoreboard_generated_session",
+    run_cocotb(partial(FeedBook, drop_when_full=False), "tb_top", build_name="top-hold",
+               testcase="scoreboard_generated_session", cache_key="FeedBook(drop_when_full=False)",
                env={"TB_SEED": os.environ.get("TB_SEED", "1"), "TB_MESSAGES": "800",
                     "TB_PACING": os.environ.get("TB_PACING", "0,0;0.3,0.5")})

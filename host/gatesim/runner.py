@@ -55,8 +55,6 @@ def _icarus_time_zero(source: str) -> str:
     return _TRIGGER.sub(lambda m: f"reg {m[1]};\n  initial {m[1]}= {m[2]};", source)
 
 
-# Converted Verilog by ``cache_key`` (see run_cocotb), for this process.
-_CONVERTED: dict[str, str] = {}
 # What a design's Verilog depends on: the gateware, the layouts it takes from the model, and
 # the converter.
 _SOURCE_TREES = ("hdl", "sim")
@@ -73,18 +71,18 @@ def _sources_digest() -> str:
     return digest.hexdigest()
 
 
-def cached_verilog(name: str, build, *params) -> str:
-    """The Verilog (:func:`hdl.export.export_verilog`) of the design ``build()`` makes, kept
-    in the build tree under ``name`` for this version of the gateware's sources and these
-    ``params``: converting the whole core takes most of a minute, and every test or replay of
-    the same design in any process reuses the first conversion."""
+def cached_verilog(name: str, build, *params, flatten: bool = False) -> str:
+    """The Verilog (:func:`hdl.export.export_verilog`, ``flatten`` or not) of the design
+    ``build()`` makes, kept in the build tree under ``name`` for this version of the gateware's
+    sources and these ``params``: converting the whole core takes most of a minute, and every
+    test or replay of the same design in any process reuses the first conversion."""
     from hdl.export import export_verilog
 
-    key = hashlib.sha256(f"{_sources_digest()} {params!r}".encode()).hexdigest()[:16]
-    path = BUILD_ROOT.parent / "verilog" / f"{name}-{key}.v"
+    key = hashlib.sha256(f"{_sources_digest()} {params!r} {flatten}".encode()).hexdigest()[:16]
+    path = BUILD_ROOT.parent / "verilog" / f"{name}{'-flat' if flatten else ''}-{key}.v"
     if path.exists():
         return path.read_text()
-    source = export_verilog(build())
+    source = export_verilog(build(), flatten=flatten)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     partial.write_text(source)
@@ -100,8 +98,9 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
 
     Parameters
     ----------
-    component : wiring.Component
-        The design under test (an instance).
+    component : wiring.Component or callable
+        The design under test: an instance, or with ``cache_key`` a function that builds it,
+        called only when the design's Verilog is not in the cache yet.
     module : str
         cocotb test module: a name found in ``tests/cocotb`` or a dotted module of this package.
     build_name : str
@@ -113,9 +112,10 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
     waves : bool, optional
         Dump waveforms; defaults to ``TICKGATE_WAVES=1``.
     cache_key : str, optional
-        Names the design's configuration: a large design takes many seconds to convert, so a
-        launcher that simulates the same configuration several times passes a key (e.g. its
-        parameters) and the Verilog converted the first time is reused in this process.
+        Names the design's configuration (e.g. its class and parameters), one key per
+        configuration of the gateware in ``hdl``: a design takes seconds to a minute to
+        convert, so its Verilog is kept on disk (:func:`cached_verilog`) and every later run
+        of the same configuration, in any process and any launcher, reuses it.
     source : str, optional
         The design's Verilog (module ``top``), already converted (e.g. by
         :func:`hdl.export.export_verilog`, which also takes a design with constant ports);
@@ -142,15 +142,14 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
     if waves is None:
         waves = os.environ.get("TICKGATE_WAVES") == "1"
     flatten = flatten and sim == "icarus" and not waves
-    cache_key = None if cache_key is None else f"{cache_key} {flatten}"
     if source is not None:
         pass
-    elif cache_key is not None and cache_key in _CONVERTED:
-        source = _CONVERTED[cache_key]
+    elif cache_key is not None:
+        build = component if callable(component) else lambda: component
+        source = cached_verilog(re.sub(r"\W+", "-", cache_key).strip("-"), build, cache_key,
+                                flatten=flatten)
     else:
         source = export_verilog(component, flatten=flatten)
-        if cache_key is not None:
-            _CONVERTED[cache_key] = source
     if sim == "icarus":
         source = _icarus_time_zero(source)
     digest = hashlib.sha256(source.encode()).hexdigest()[:10]

@@ -6,6 +6,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from host.replay.book import BookRun, TrackedSlot, model_books, slot_configs
@@ -119,12 +120,16 @@ def run_gateware(inp: ReplayInput, *, simulator: str | None = None, expected: Fe
     if tracked is None:
         from hdl.feed.ingress import FeedIngress
 
-        core, testcase, build_name = FeedIngress(), "replay_capture", "replay-ingress"
+        core, testcase, build_name = FeedIngress, "replay_capture", "replay-ingress"
+        cache_key = "FeedIngress()"
     else:
         from hdl.top import FeedBook as FeedBookCore
 
-        core, testcase, build_name = (FeedBookCore(drop_when_full=False), "replay_book",
-                                      "replay-feed-book")
+        # The core's default geometry, whose slots the job configures.
+        geometry = BookGeometry()
+        core, testcase, build_name = (partial(FeedBookCore, geometry, drop_when_full=False),
+                                      "replay_book", "replay-feed-book")
+        cache_key = "FeedBook(drop_when_full=False)"
     with tempfile.TemporaryDirectory(prefix="tickgate-replay-") as tmp:
         tmp = Path(tmp)
         job = BenchJob(frames=str(tmp / "frames.bin"), result=str(tmp / "result.json"),
@@ -132,13 +137,13 @@ def run_gateware(inp: ReplayInput, *, simulator: str | None = None, expected: Fe
                        idle=idle, backpressure=backpressure, seed=seed,
                        event_beats=expected.event_beats if expected else [])
         if tracked is not None:
-            job.slots = slot_configs(tracked, core.geometry.slots)
+            job.slots = slot_configs(tracked, geometry.slots)
             job.update_beats = expected.book.update_beats if expected and expected.book else []
         write_frame_file(Path(job.frames), inp.frames)
         job.save(tmp / "job.json")
         started = time.perf_counter()
         run_cocotb(core, "host.replay.bench", build_name=build_name, testcase=testcase,
-                   env={ENV_JOB: str(tmp / "job.json")})
+                   cache_key=cache_key, env={ENV_JOB: str(tmp / "job.json")})
         total = time.perf_counter() - started
         result = json.loads(Path(job.result).read_text())
     run = FeedRun("gateware", events=result["events"], gaps=result["gaps"],
