@@ -16,13 +16,13 @@ import warnings
 import cocotb
 from amaranth.hdl import Const, UnusedElaboratable
 from amaranth.lib.wiring import In
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from hdl.quote.loop import QuoteLoop
 from host.gatesim.loop_driver import LoopDriver, LoopRun
 from host.gatesim.loop_world import LoopWorld
 from host.gatesim.runner import bench_job, bench_result
+from host.gatesim.streams import start_clock
 from sim.market_maker import MarketMakerConfig
 
 __all__ = ["CocotbPorts", "replay_loop", "run_driver", "run_loop_cocotb", "start_out_of_reset"]
@@ -71,7 +71,7 @@ async def start_out_of_reset(dut, component, ports: CocotbPorts, driver) -> None
     """Start the clock, hold reset for a few cycles with every input of ``component`` at 0 and
     the bench's set-up (``driver.configure``) applied, and release it right after an edge:
     the cycle that edge begins is the design's cycle 0."""
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    start_clock(dut.clk)
     dut.rst.value = 1
     # Every input starts at 0, as in Amaranth's simulator: an undriven Verilog input is X. Not
     # the constant `ready` of an always-ready output: it is no port, and writing the internal
