@@ -22,6 +22,7 @@ from hdl.export import (
 )
 from host.cli import main
 from host.commands import COMMANDS
+from host.gatesim.runner import cached_verilog
 
 # Emitted by Amaranth for the sync domain of any core with registers.
 CLOCK_AND_RESET = [PortInfo("clk", "input", 1), PortInfo("rst", "input", 1)]
@@ -158,15 +159,16 @@ def test_factory_must_return_a_component(monkeypatch):
 
 
 @pytest.mark.parametrize("core", sorted(CORES) or [None])
-def test_registered_core_exports(core, tmp_path, capsys):
+def test_registered_core_exports(core):
     """Every registered core converts, and its Verilog ports are exactly its signature's, each a
     plain identifier: a port named after a Verilog keyword comes out escaped (``\\config``),
-    which every instance in a vendor flow would then have to spell escaped too."""
+    which every instance in a vendor flow would then have to spell escaped too.
+
+    The conversion is the one ``tickgate verilog`` makes (the tests above run the command), kept
+    on disk for these gateware sources: the whole core alone takes most of a minute."""
     if core is None:
         pytest.skip("no core is registered in hdl.export.CORES yet")
-    out = tmp_path / f"{core}.v"
-    assert main(["verilog", core, "-o", str(out)]) == 0
-    ports = verilog_ports(out.read_text(), f"tickgate_{core}")
+    ports = verilog_ports(cached_verilog(f"core-{core}", lambda: build_core(core)), "top")
     assert [p.name for p in ports if p.name.startswith("\\")] == [], \
         "rename these ports: their names are Verilog keywords"
     declared = [PortInfo(p.name.removeprefix("\\"), p.direction, p.width) for p in ports]
