@@ -12,6 +12,7 @@ measurement: Icarus runs the feed ingress and the book about twice as fast flat,
 decoder and the whole core slower, and the control plane's UART link not at all.
 """
 
+import fcntl
 import hashlib
 import os
 import re
@@ -82,11 +83,17 @@ def cached_verilog(name: str, build, *params, flatten: bool = False) -> str:
     path = BUILD_ROOT.parent / "verilog" / f"{name}{'-flat' if flatten else ''}-{key}.v"
     if path.exists():
         return path.read_text()
-    source = export_verilog(build(), flatten=flatten)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.write_text(source)
-    partial.replace(path)                 # atomic: a parallel test sees all or nothing
+    # Two workers that want the same design at once: the second waits for the first's
+    # conversion instead of repeating it beside it on the same cores.
+    with open(path.with_name(f"{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return path.read_text()
+        source = export_verilog(build(), flatten=flatten)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial.write_text(source)
+        partial.replace(path)             # atomic: a reader without the lock sees all or nothing
     return source
 
 
