@@ -352,8 +352,22 @@ class UdpRx(wiring.Component):
         runt_now = Signal()
         m.d.comb += runt_now.eq(i.payload.last & (
             in_headers | (first_beat & ~by_variant(lambda v: keep_in[_UDP_LAST[v].lane]))))
+        # The verdict on the first payload beat, built from what can decide it then: the beat
+        # flags are exclusive, which synthesis cannot see, so the checks of earlier beats are
+        # left to the registered flags, folded a cycle ahead into one flag with the beat's
+        # position (``first_clean``); only the checks completing in this beat are live.
+        fail_next = Signal()
+        m.d.comb += fail_next.eq(Mux(accept, ~i.payload.last & Cat(*fail_now.values()).any(),
+                                     Cat(*fail.values()).any()))
+        first_clean = Signal()      # the first payload beat, no check failed before it
+        m.d.sync += first_clean.eq((hdr_beat_next == PAYLOAD_BEAT) & ~fail_next)
+        fail_first = Cat(*(variant(vlan_variant, at) & failed
+                           for _, at, vlan_variant, failed in checks if at == PAYLOAD_BEAT)).any()
+        # Read on the first payload beat only. A runt (the UDP header cut short there) needs no
+        # term: its payload lanes are empty too (``empty_first``), and it is counted from
+        # ``runt_now``.
         header_ok = Signal()
-        m.d.comb += header_ok.eq(~Cat(*fail_now.values()).any() & ~runt_now)
+        m.d.comb += header_ok.eq(first_clean & ~fail_first)
 
         # The payload's end, predicted a beat ahead so the output path sees a register.
         at_end = Signal()  # this beat holds the last payload byte
@@ -368,8 +382,9 @@ class UdpRx(wiring.Component):
         empty_first = empty_payload | (
             i.payload.last & ~by_variant(lambda v: keep_in[payload_pos(v).lane]))
         carries_payload = Signal()
-        m.d.comb += carries_payload.eq(~past_end & Mux(
-            first_beat, header_ok & ~empty_first, deliver & after_first))
+        # (past_end is never set in the first payload beat.)
+        m.d.comb += carries_payload.eq(Mux(
+            first_beat, header_ok & ~empty_first, deliver & after_first & ~past_end))
 
         keep_out = (Mux(first_beat, start_lanes, _ALL_LANES)
                     & Mux(at_end, Cat(*(end_lane >= lane for lane in range(BEAT_BYTES))),
@@ -378,7 +393,7 @@ class UdpRx(wiring.Component):
 
         # Beats that cannot load the output register are taken whatever its state.
         skip = (in_headers
-                | (first_beat & Cat(*fail.values()).any())
+                | (first_beat & ~first_clean)
                 | (after_first & (~deliver | past_end)))
         m.d.comb += i.ready.eq(~o.valid | o.ready | skip)
 
@@ -394,15 +409,15 @@ class UdpRx(wiring.Component):
                 o.payload.last.eq(at_end | i.payload.last),
                 o.payload.error.eq(i.payload.last & (i.payload.error | truncated_now)),
             ]
-        with m.If(o.ready):
-            m.d.sync += o.valid.eq(0)
+        # o.valid as one next-state expression, not an enable behind the verdict: a held beat
+        # stays; a free register takes whatever this beat offers (a beat carrying payload or
+        # releasing the held one is taken whenever the register is free, and never otherwise).
+        offers = (carries_payload & (~at_end | i.payload.last)) | (pending & i.payload.last)
+        m.d.sync += o.valid.eq(Mux(o.valid & ~o.ready, 1, i.valid & offers))
         with m.If(accept & carries_payload):
-            m.d.sync += [
-                o.valid.eq(~at_end | i.payload.last),
-                pending.eq(at_end & ~i.payload.last),
-            ]
+            m.d.sync += pending.eq(at_end & ~i.payload.last)
         with m.Elif(accept & pending & i.payload.last):
-            m.d.sync += [o.valid.eq(1), o.payload.error.eq(i.payload.error), pending.eq(0)]
+            m.d.sync += [o.payload.error.eq(i.payload.error), pending.eq(0)]
 
         # Verdict: raw reasons registered at the frame's end, prioritised and counted next cycle.
         done = Signal()
