@@ -22,7 +22,7 @@ from hdl.export import (
 )
 from host.cli import main
 from host.commands import COMMANDS
-from host.gatesim.runner import cached_verilog
+from host.gatesim.runner import design_verilog, registered_core
 
 # Emitted by Amaranth for the sync domain of any core with registers.
 CLOCK_AND_RESET = [PortInfo("clk", "input", 1), PortInfo("rst", "input", 1)]
@@ -130,11 +130,10 @@ def test_core_ports_matches_export():
 
 
 def test_flattened_export_is_one_module_with_the_same_ports():
-    from hdl.feed.ingress import FeedIngress
-
-    # The registered ingress's conversions, kept on disk for these gateware sources.
-    nested, flat = (cached_verilog("core-ingress", FeedIngress, flatten=flatten)
-                    for flatten in (False, True))
+    # The registered ingress's conversions, kept on disk for these gateware sources (the flat
+    # one is what its benches simulate).
+    build, key = registered_core("ingress")
+    nested, flat = (design_verilog(key, build, flatten=flatten) for flatten in (False, True))
     assert len(re.findall(r"^module ", nested, re.MULTILINE)) > 3
     assert re.findall(r"^module (\w+)", flat, re.MULTILINE) == ["top"]
     assert verilog_ports(flat, "top") == verilog_ports(nested, "top")
@@ -166,11 +165,14 @@ def test_registered_core_exports(core):
     plain identifier: a port named after a Verilog keyword comes out escaped (``\\config``),
     which every instance in a vendor flow would then have to spell escaped too.
 
-    The conversion is the one ``tickgate verilog`` makes (the tests above run the command), kept
-    on disk for these gateware sources: the whole core alone takes most of a minute."""
+    The conversion is :func:`~hdl.export.export_verilog`'s, as ``tickgate verilog`` makes it
+    (the tests above run the command) under the module name ``top``, kept on disk for these
+    gateware sources and shared with the benches of the same core: the whole core alone takes
+    most of a minute."""
     if core is None:
         pytest.skip("no core is registered in hdl.export.CORES yet")
-    ports = verilog_ports(cached_verilog(f"core-{core}", lambda: build_core(core)), "top")
+    build, key = registered_core(core)
+    ports = verilog_ports(design_verilog(key, build), "top")
     assert [p.name for p in ports if p.name.startswith("\\")] == [], \
         "rename these ports: their names are Verilog keywords"
     declared = [PortInfo(p.name.removeprefix("\\"), p.direction, p.width) for p in ports]

@@ -2,13 +2,14 @@
 
 import pytest
 
-from hdl.feed.ingress import FeedIngress
+from host.gatesim.runner import registered_core
 from tests.cocotb.runner import run_cocotb
 
 
 def _run(testcase: str, **env):
-    run_cocotb(FeedIngress, "tb_ingress", build_name="ingress", testcase=testcase,
-               cache_key="FeedIngress()", flatten=True,
+    build, key = registered_core("ingress")
+    run_cocotb(build, "tb_ingress", build_name="ingress", testcase=testcase, cache_key=key,
+               flatten=True,
                env={key: str(value) for key, value in env.items()})
 
 

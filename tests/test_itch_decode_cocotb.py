@@ -2,14 +2,15 @@
 
 import os
 
-from hdl.feed.itch_decode import ItchDecode
+from host.gatesim.runner import registered_core
 from tests.cocotb.runner import run_cocotb
 
 AAPL = "aapl-20200130-premarket-10k.itch"
 
 
 def _run(testcase: str, **extra: str) -> None:
-    run_cocotb(ItchDecode, "tb_itch_decode", build_name="itch_decode", cache_key="ItchDecode()",
+    build, key = registered_core("itch_decode")
+    run_cocotb(build, "tb_itch_decode", build_name="itch_decode", cache_key=key,
                env={"TB_SEED": os.environ.get("TB_SEED", "1"), **extra}, testcase=testcase)
 
 

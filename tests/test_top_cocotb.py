@@ -11,12 +11,14 @@ import os
 from functools import partial
 
 from hdl.top import FeedBook
+from host.gatesim.runner import registered_core
 from tests.cocotb.runner import run_cocotb
 
 
 def test_latency_at_line_rate():
-    run_cocotb(FeedBook, "tb_top", build_name="top", testcase="latency_at_line_rate",
-               cache_key="FeedBook()", env={"TB_SEED": os.environ.get("TB_SEED", "1")})
+    build, key = registered_core("feed_book")
+    run_cocotb(build, "tb_top", build_name="top", testcase="latency_at_line_rate",
+               cache_key=key, env={"TB_SEED": os.environ.get("TB_SEED", "1")})
 
 
 def test_scoreboard_generated_session():

@@ -4,12 +4,13 @@ import os
 
 import pytest
 
-from hdl.net.udp_rx import UdpRx
+from host.gatesim.runner import registered_core
 from tests.cocotb.runner import run_cocotb
 
 
 def _run(testcase: str, **extra: str) -> None:
-    run_cocotb(UdpRx, "tb_udp_rx", build_name="udp_rx", cache_key="UdpRx()",
+    build, key = registered_core("udp_rx")
+    run_cocotb(build, "tb_udp_rx", build_name="udp_rx", cache_key=key,
                env={"TB_SEED": os.environ.get("TB_SEED", "1"), **extra}, testcase=testcase)
 
 

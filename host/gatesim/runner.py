@@ -17,10 +17,12 @@ import hashlib
 import os
 import re
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 __all__ = ["BUILD_ROOT", "PROJECT_ROOT", "bench_job", "bench_result", "cached_verilog",
-           "run_bench", "run_cocotb", "selected_simulator"]
+           "design_verilog", "registered_core", "run_bench", "run_cocotb", "selected_simulator"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUILD_ROOT = Path(os.environ.get("TICKGATE_BUILD", PROJECT_ROOT / "build")) / "cocotb"
@@ -97,6 +99,21 @@ def cached_verilog(name: str, build, *params, flatten: bool = False) -> str:
     return source
 
 
+def design_verilog(cache_key: str, build, *, flatten: bool = False) -> str:
+    """The Verilog of the design ``build()`` makes, cached (:func:`cached_verilog`) under
+    ``cache_key``, the name of its configuration: what :func:`run_cocotb` simulates for that key."""
+    return cached_verilog(re.sub(r"\W+", "-", cache_key).strip("-"), build, cache_key,
+                          flatten=flatten)
+
+
+def registered_core(name: str) -> tuple[Callable[[], object], str]:
+    """The factory and the cache key of the core registered as ``name`` (``tickgate verilog
+    --list``), so that its export test and every bench of it share one conversion."""
+    from hdl.export import build_core
+
+    return partial(build_core, name), f"core {name}"
+
+
 def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] | None = None,
                testcase: str | None = None, waves: bool | None = None,
                cache_key: str | None = None, source: str | None = None,
@@ -153,8 +170,7 @@ def run_cocotb(component, module: str, *, build_name: str, env: dict[str, str] |
         pass
     elif cache_key is not None:
         build = component if callable(component) else lambda: component
-        source = cached_verilog(re.sub(r"\W+", "-", cache_key).strip("-"), build, cache_key,
-                                flatten=flatten)
+        source = design_verilog(cache_key, build, flatten=flatten)
     else:
         source = export_verilog(component, flatten=flatten)
     if sim == "icarus":

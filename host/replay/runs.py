@@ -113,15 +113,13 @@ def run_gateware(inp: ReplayInput, *, simulator: str | None = None, expected: Fe
     it was recorded, and a full book queue then holds the input (counted in ``stall_cycles``)
     instead of losing events that real-time pacing would have left room for.
     """
-    from host.gatesim.runner import run_cocotb
+    from host.gatesim.runner import registered_core, run_cocotb
 
     if simulator is not None:
         os.environ["TICKGATE_SIM"] = simulator
     if tracked is None:
-        from hdl.feed.ingress import FeedIngress
-
-        core, testcase, build_name = FeedIngress, "replay_capture", "replay-ingress"
-        cache_key = "FeedIngress()"
+        (core, cache_key), testcase, build_name = (registered_core("ingress"), "replay_capture",
+                                                   "replay-ingress")
     else:
         from hdl.top import FeedBook as FeedBookCore
 
