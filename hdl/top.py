@@ -96,7 +96,8 @@ class FeedBook(wiring.Component):
     so the book keeps up with the decoder at line rate (measured: no stall, constant latency).
     Events of untracked instruments cost the book nothing. A
     next-best search (refill, at most 1,203 cycles with the default geometry) and a clear (``S``
-    start or end of messages, 4,097 cycles plus one per non-empty slot) stop the book's pipeline;
+    start or end of messages: one cycle per non-empty slot's empty top, then 4,097 cycles of
+    table sweep, skipped when no order was added since the last one) stop the book's pipeline;
     its queue (512 events by default) absorbs the events arriving meanwhile, and beyond that
     ``drop_when_full`` applies.
 

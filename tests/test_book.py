@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass, field
 
 import pytest
+from amaranth.hdl import ResetInserter, Signal
 from amaranth.sim import Simulator
 
 from hdl.book.book import Book
@@ -37,6 +38,7 @@ from tests.test_book_cases import (
     random_case,
     replace,
     slots_by_locate,
+    system,
     unknown_refs_case,
 )
 
@@ -213,6 +215,99 @@ def test_unknown_references_and_oversize():
 def test_binding_halts_clears_and_host_actions():
     case = binding_case(SMALL)
     check(case, simulate(case, backpressure=0.3, seed=4))
+
+
+def test_a_reset_sweeps_only_what_a_run_left():
+    """The tables start empty, so the reset after configuration and a start-of-day clear of an
+    empty book skip the sweep; a clear after orders sweeps, and so does a reset after a run: the
+    run's orders are gone, and after the reset the book is the model's from scratch."""
+    g = SMALL
+    loc = 3
+    slots = slots_by_locate(g, [loc])
+    s = Seq()
+    run_before = Case("before", g, slots, [system(s, "O"), add(s, loc, 1, 0, 100_000, 10),
+                                           add(s, loc, 2, 1, 100_200, 5), system(s, "C"),
+                                           add(s, loc, 3, 0, 100_100, 4)])
+    # Were the run's orders left in the table, ref 1 would be refused as a duplicate and ref 3's
+    # delete would find it.
+    s = Seq()
+    run_after = Case("after", g, slots, [add(s, loc, 1, 1, 100_300, 7), delete(s, loc, 3),
+                                         add(s, loc, 3, 0, 99_900, 2)])
+    rst = Signal()
+    dut = Book(g, queue_depth=16)
+    out_layout = top_update_layout(g.slot_bits)
+    got: dict[str, list] = {"before": [], "after": []}
+    spans: list[int] = []    # cycles busy, from each reset or event
+    first_update: list[int | None] = []   # cycles from each event's transfer to its 1st update
+
+    async def testbench(ctx):
+        for n, cfg in enumerate(slots):
+            ctx.set(dut.cfg[n].as_value(), pack(SlotConfigLayout, cfg.as_dict()))
+        ctx.set(dut.o.ready, 1)
+        phase = "before"
+
+        cycle = 0
+
+        async def step():
+            nonlocal cycle
+            _, _, o_valid, payload = await ctx.tick().sample(dut.o.valid,
+                                                             dut.o.payload.as_value())
+            if o_valid:
+                got[phase].append((cycle, unpack(out_layout, payload)))
+            cycle += 1
+
+        async def settle():
+            busy = 0
+            while ctx.get(dut.busy) or not ctx.get(dut.idle) or ctx.get(dut.o.valid):
+                busy += ctx.get(dut.busy)
+                await step()
+            spans.append(busy)
+
+        async def feed(items):
+            for item in items:
+                ctx.set(dut.i.payload.as_value(), pack(ItchEventLayout, item.as_dict()))
+                ctx.set(dut.i.valid, 1)
+                while True:
+                    taken = ctx.get(dut.i.ready)
+                    await step()
+                    if taken:
+                        break
+                ctx.set(dut.i.valid, 0)
+                taken_at, before = cycle - 1, len(got[phase])
+                await settle()
+                first_update.append(got[phase][before][0] - taken_at
+                                    if len(got[phase]) > before else None)
+
+        await settle()
+        await feed(run_before.items)
+        stats_before = unpack(stats_layout(BookStat), ctx.get(dut.stats.as_value()))
+        ctx.set(rst, 1)
+        await step()
+        ctx.set(rst, 0)
+        phase = "after"
+        await settle()
+        await feed(run_after.items)
+        stats_after = unpack(stats_layout(BookStat), ctx.get(dut.stats.as_value()))
+        assert (stats_before, stats_after) == (run_before.expected()[1], run_after.expected()[1])
+
+    sim = Simulator(ResetInserter(rst)(dut))
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert [u for _, u in got["before"]] == run_before.expected()[0]
+    assert [u for _, u in got["after"]] == run_after.expected()[0]
+    sweep = g.order_sets + 1
+    # At configuration; after each event of the run (the S events: empty book, then orders);
+    # after the reset; after each event once reset.
+    init, start_of_day, add1, add2, end_of_day, add3, reset, *after = spans
+    # The S with orders empties the book at once: its update leaves before the sweep.
+    clear_latency = first_update[3]
+    print(f"\nbook busy cycles: configuration {init}, S on an empty book {start_of_day}, S with "
+          f"orders {end_of_day} (its update after {clear_latency} cycles), reset after a run "
+          f"{reset} (a sweep is {sweep})")
+    assert max(init, start_of_day, add1, add2, add3, *after) < sweep
+    assert min(end_of_day, reset) >= sweep
+    assert clear_latency is not None and clear_latency < 8
 
 
 # ------------------------------------------------------------------------------------------------

@@ -40,9 +40,14 @@ measured on a full region in ``tests/test_book.py``. The real AAPL capture needs
 10,000 messages.
 
 Clear. ``S`` with a clearing code (and the host's ``clear_book``, and reset) waits for the
-pipeline to drain and sweeps the order table (one set per cycle) and the cleared slots' level
-regions, then emits an empty top for every cleared slot that was not empty: ``order_sets + 1``
-cycles plus one per update.
+pipeline to drain, empties the cleared slots' cached levels and emits an empty top for every
+cleared slot that was not empty (one cycle per update, so the clear's updates leave within a few
+cycles of the ``S``), then sweeps the order table (one set per cycle) and the cleared slots'
+level regions: ``order_sets + 1`` cycles, during which events queue. A clear of every slot skips
+the sweep when no order was added since the last such sweep (a flag outside the reset, set by
+every add; the tables' initial contents are empty): the reset after configuration and a
+start-of-day ``S`` on an empty book then take a few cycles. A reset after a run still sweeps
+what the run left.
 """
 
 from functools import reduce
@@ -294,6 +299,10 @@ class Book(wiring.Component):
         m.d.comb += refill_busy.eq(refill_req | (refill_state != _RefillState.IDLE))
         clear_state = Signal(_ClearState)
         init_pending = Signal(init=1)
+        # An order was added since the last sweep of every slot. Outside the reset, like the
+        # tables themselves: a reset does not empty them, a sweep does.
+        tables_dirty = Signal(reset_less=True)
+        sweep_due = Signal()      # this clear sweeps the tables after its updates
         host_clear = Signal(n)
         m.d.comb += self.busy.eq(init_pending | (clear_state != _ClearState.IDLE) | refill_busy)
 
@@ -546,6 +555,7 @@ class Book(wiring.Component):
                          for e in orders.sc_data)
             m.d.comb += [orders.wr_en.eq(doomed), orders.wr_index.eq(sweep_prev)]
         with m.If(order_wr_add):
+            m.d.sync += tables_dirty.eq(1)
             m.d.comb += [levels.wr_en.eq(Mux(levels.hit, levels.match, levels.free_way)),
                          levels.wr_index.eq(p3.lindex), levels.wr_data.eq(new_level)]
         with m.Elif(level_wr_reduce):
@@ -701,9 +711,23 @@ class Book(wiring.Component):
                                  clear_timestamp.eq(queue.o.payload.timestamp),
                                  clear_pop.eq(1)]
                 with m.If(start):
+                    # The cache, hence the top of book, is empty from here on: the empty tops
+                    # go out first, and the tables are swept behind them.
                     m.d.comb += cache.clear.eq(mask)
                     m.d.sync += [sweep_mask.eq(mask), sweep_index.eq(0),
-                                 sweep_prev_valid.eq(0), clear_state.eq(_ClearState.SWEEP)]
+                                 sweep_prev_valid.eq(0), clear_state.eq(_ClearState.EMIT),
+                                 # Nothing to sweep: the tables are as the last whole sweep
+                                 # left them.
+                                 sweep_due.eq(~mask.all() | tables_dirty)]
+            with m.Case(_ClearState.EMIT):
+                with m.If(emit_mask.any()):
+                    with m.If(out.w_rdy):
+                        m.d.comb += clear_emit.eq(1)
+                        m.d.sync += emit_mask.eq(emit_mask & ~emit_pick)
+                with m.Elif(sweep_due):
+                    m.d.sync += clear_state.eq(_ClearState.SWEEP)
+                with m.Else():
+                    m.d.sync += clear_state.eq(_ClearState.DONE)
             with m.Case(_ClearState.SWEEP):
                 with m.If(sweep_index < g.order_sets):
                     m.d.comb += [orders.sc_en.eq(1), orders.sc_index.eq(sweep_index)]
@@ -711,14 +735,9 @@ class Book(wiring.Component):
                              sweep_prev.eq(sweep_index),
                              sweep_prev_valid.eq(sweep_index < g.order_sets)]
                 with m.If(sweep_index == sweep_end):
-                    m.d.sync += clear_state.eq(_ClearState.EMIT)
-            with m.Case(_ClearState.EMIT):
-                with m.If(emit_mask.any()):
-                    with m.If(out.w_rdy):
-                        m.d.comb += clear_emit.eq(1)
-                        m.d.sync += emit_mask.eq(emit_mask & ~emit_pick)
-                with m.Else():
                     m.d.sync += clear_state.eq(_ClearState.DONE)
+                    with m.If(sweep_mask.all()):
+                        m.d.sync += tables_dirty.eq(0)
             with m.Case(_ClearState.DONE):
                 m.d.comb += queue_pop.eq(clear_pop & ~init_pending)
                 m.d.sync += [init_pending.eq(0), clear_state.eq(_ClearState.IDLE)]
