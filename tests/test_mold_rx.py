@@ -288,6 +288,8 @@ def simulate(steps, *, idle: float = 0.0, backpressure: float = 0.0, gap_ready: 
                     index += 1
                     if arg:
                         status = unpack(dut.status.shape(), ctx.get(Value.cast(dut.status)))
+                        assert status["session_valid"] or status["session"] == 0, \
+                            "a session is shown before one is latched"
                         run.snapshots.append(Snapshot(
                             unpack(dut.stats.shape(), ctx.get(Value.cast(dut.stats))),
                             status["expected"],
@@ -441,6 +443,17 @@ def test_session_latch_and_mismatch():
     ]
     run = check(steps)
     assert counters(run)["session_mismatch"] == 2
+    assert run.snapshots[-1].session == int.from_bytes(SESSION, "big")
+
+
+def test_no_session_before_a_complete_header():
+    """Headers cut short in their last bytes (the beat holding the header's end is there) latch
+    no session, and the status shows none until a complete one does."""
+    good = encode_packet(SESSION, 1, [message(1, 20)])
+    steps = [Packet(good[:cut], lane=lane) for cut in (HEADER_LENGTH - 1, HEADER_LENGTH - 2)
+             for lane in range(0, 8, 3)]
+    run = check([*steps, Packet(good)])
+    assert [snap.session for snap in run.snapshots[:-1]] == [None] * len(steps)
     assert run.snapshots[-1].session == int.from_bytes(SESSION, "big")
 
 

@@ -52,9 +52,10 @@ _LATE_BITS = 8 * len(LATE_SEQ_OFFSETS)
 #: Per-lane test results for one beat (bit ``k`` of each per-lane field is about lane ``k``).
 MoldLaneHints = data.StructLayout({
     # A 2-byte count ending in lane k (its first byte in lane k - 1, or the previous beat's
-    # lane 7 for k = 0) is HEARTBEAT_COUNT / END_OF_SESSION_COUNT.
+    # lane 7 for k = 0) is HEARTBEAT_COUNT / END_OF_SESSION_COUNT / 1 (a single block).
     "heartbeat": BEAT_BYTES,
     "end_of_session": BEAT_BYTES,
+    "count_one": BEAT_BYTES,
     # A length prefix starting in lane k (k = 7: in the previous beat's lane 7, ending in lane 0)
     # is below MIN_MESSAGE_LENGTH ...
     "short": BEAT_BYTES,
@@ -105,6 +106,7 @@ def mold_lane_hints(lanes, prev, expected) -> dict:
     return {
         "heartbeat": Cat(*[count == HEARTBEAT_COUNT for count in counts]),
         "end_of_session": Cat(*[count == END_OF_SESSION_COUNT for count in counts]),
+        "count_one": Cat(*[count == 1 for count in counts]),
         "short": Cat(*[below(Cat(prefix_second[k], prefix_first[k]), MIN_MESSAGE_LENGTH)
                        for k in range(BEAT_BYTES)]),
         "ends_next": Cat(*[below(Cat(prefix_second[k], prefix_first[k]),

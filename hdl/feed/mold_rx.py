@@ -30,8 +30,10 @@ segments: the 20-byte header, then per block a 2-byte length prefix and the mess
 the end of the current segment is tracked, as a beat countdown (``e_cnt``, with ``e_now``
 precomputed) and a lane (``e_lane``); the next block's prefix starts in the following byte (lane
 ``pl``). When a prefix's second byte arrives its length gives the body's end, which is at least a
-beat later because a message has at least ``MIN_MESSAGE_LENGTH`` bytes: the length-to-end adder
-feeds registers only, and a beat holds at most one block end and one block start.
+beat later because a message has at least ``MIN_MESSAGE_LENGTH`` bytes: the end lane comes from
+the length's low bits at once, the countdown from the registered length in the next beat (whether
+the end is in that beat is a per-lane test, ``hints.ends_next``), and a beat holds at most one
+block end and one block start.
 
 The header is captured byte by byte, realigned by the start lane, into ``hdr``; ``hdr_next`` is
 the same array with the current beat's bytes in place. After the first beat the lane of every
@@ -51,13 +53,20 @@ the feed ingress the UDP stage makes them a cycle ahead and this stage reads the
 
 Decisions that only affect counters are pipelined behind the packet: whether the packet is an
 old duplicate (``S + N <= expected``) is known 3 cycles after the header, and the per-packet
-counts are committed 3 cycles after the last beat. ``expected`` is written in the cycle after the
-last beat, from ``S + j`` counted up as blocks are framed, before the next packet's third beat
-(the first that can need it) can be loaded upstream. Later blocks' duplicate test is
-a countdown loaded the cycle after the header, before the second block's type byte can arrive;
-its start value comes from a 16-bit subtraction and compares of the upper 48 bits, not from a
-64-bit carry chain. The later blocks' sequence number is loaded with ``S + 1`` at the same time,
-from the registered header, and steps from registers: no 64-bit adder behind a live byte.
+counts are committed 3 cycles after the last beat. ``expected`` becomes ``max(expected, S + j)``,
+``S + j`` counted up as blocks are framed: compared the cycle after the last beat, written the
+cycle after that, and shown on ``status.expected`` a cycle ahead of the write, so that the stage
+upstream sees it before the next packet's third beat (the first that can need it) is loaded
+there; inside, the next packet reads it from its header's end on, at the earliest that third beat.
+The header's fields are registered whenever the beat holding the header's end is on the input,
+by its registered lane alone, rather than behind the live header checks. Later blocks'
+duplicate test is a countdown loaded the cycle after the header, before the second block's type
+byte can arrive; its start value comes from a 16-bit subtraction and compares of the upper 48
+bits, not from a 64-bit carry chain. The later blocks' sequence number is loaded with ``S + 1``
+at the same time, from the registered header. The counters that step on blocks (that sequence
+number, the duplicate countdown, ``S + j``) step a cycle after the block, enabled by a register
+rather than by the live framing tests, and their readers add the step still to come: no wide
+enable and no 64-bit adder behind a live byte.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -285,8 +294,13 @@ class MoldRx(wiring.Component):
 
         # --- Framing state.
         seg = Signal(_Seg)
-        # 1 + beats after this one until the segment's end: loaded straight from the adder.
+        # 1 + beats after this one until the segment's end. Loaded a beat late, in the beat after
+        # the segment starts (``e_defer``), from registers: the live length's adder then only
+        # makes the end lane (3 bits), and the count's carry chain starts at flip-flops.
         e_cnt = Signal(range((BEAT_BYTES - 1 + 2**LENGTH_BITS) // BEAT_BYTES + 2))
+        e_defer = Signal()        # e_cnt is to come from the segment's registered length
+        e_base = Signal(LENGTH_BITS + 1)   # the segment's end from lane 0, less a beat, less len
+        e_add_len = Signal()      # ... to which cur_len is to be added (a block, not a header)
         e_now = Signal()          # the current segment ends in this beat
         e_lane = Signal(_LANE_BITS)
         pl = Signal(_LANE_BITS)   # lane of the next prefix's first byte: e_lane + 1
@@ -308,9 +322,19 @@ class MoldRx(wiring.Component):
         blk0 = Signal()           # no block's type byte yet in this packet
         left = Signal(COUNT_BITS)  # blocks still to frame, the current one included
         left_one = Signal()       # left == 1
-        blk_seq = Signal(SEQ_BITS)  # sequence number of the next block after the first
-        skip_cnt = Signal(COUNT_BITS)  # blocks after the first still to skip as duplicates
+        blk_seq = Signal(SEQ_BITS)  # sequence number of the next block after the first ...
+        # ... but for the step of a block taken in the previous beat, which it makes a cycle
+        # late (from this register, not behind the live type byte tests): blk_seq + blk_step.
+        blk_step = Signal()
+        blk_seq_now = Signal(SEQ_BITS)
+        m.d.comb += blk_seq_now.eq(blk_seq + blk_step)
+        skip_cnt = Signal(COUNT_BITS)  # blocks after the first still to skip as duplicates ...
         skip_nz = Signal()        # skip_cnt != 0
+        # ... but for the step of a block skipped in the previous beat, made a cycle late from
+        # this register, like blk_seq's: what is left to skip is not 0 (skip_nz_now).
+        skip_step = Signal()
+        skip_nz_now = Signal()
+        m.d.comb += skip_nz_now.eq(Mux(skip_step, skip_cnt[1:].any(), skip_nz))
         # How skip_cnt's load relates to the duplicates: none are (d < 0), all are (d saturated),
         # or skip_cnt counts them. Kept apart so that the load is a plain 16-bit difference.
         skip_none = Signal()
@@ -437,7 +461,7 @@ class MoldRx(wiring.Component):
             type_mid.eq((type_a_mid | type_b) & ~last),
             type_later.eq((type_a_later | type_b) & ~last),
             start.eq(Mux(blk0, type_mid & ~dup0,
-                         type_later & (skip_none | ~(skip_all | skip_nz)))),
+                         type_later & (skip_none | ~(skip_all | skip_nz_now)))),
         ]
 
         # --- Output register.
@@ -449,7 +473,7 @@ class MoldRx(wiring.Component):
                 out.start.eq(start),
                 out.start_lane.eq(Mux(type_b, 0, (pl + LENGTH_PREFIX)[:_LANE_BITS])),
                 out.length.eq(Mux(type_b, cur_len, length)),
-                out.seq.eq(Mux(blk0, seq_now, blk_seq)),
+                out.seq.eq(Mux(blk0, seq_now, blk_seq_now)),
                 out.end.eq((body_end & msg_open) | abandon),
                 out.end_lane.eq(e_lane),
                 out.error.eq(abandon),
@@ -458,8 +482,16 @@ class MoldRx(wiring.Component):
             m.d.sync += self.o.valid.eq(0)
 
         # --- Framing state updates.
-        e_tot = Signal(range(BEAT_BYTES + 2**LENGTH_BITS))   # segment end from this beat's lane 0
-        m.d.comb += e_tot.eq(Mux(first, start_lane + (HEADER_LENGTH - 1), lo_lane + length))
+        # The segment's end lane, from this beat's lane 0 (3-bit adders on the live length).
+        e_lane_next = Signal(_LANE_BITS)
+        m.d.comb += e_lane_next.eq(Mux(first, start_lane + (HEADER_LENGTH - 1),
+                                       lo_lane + length[:_LANE_BITS])[:_LANE_BITS])
+        # In the beat after: the beats from there to the end (e_cnt's next value), as one adder
+        # from registers. The sum is never negative: a header ends in a later beat,
+        # and a body's end lies more than a beat past its length's end (MIN_MESSAGE_LENGTH).
+        e_sum = Signal(LENGTH_BITS + 1)
+        m.d.comb += e_sum.eq(e_base + Mux(e_add_len, cur_len, 0))
+        e_left = e_sum[_LANE_BITS:]
         with m.If(xfer):
             m.d.sync += [
                 in_pkt.eq(~last),
@@ -469,16 +501,21 @@ class MoldRx(wiring.Component):
             ]
             with m.If(first | blk_ok):
                 m.d.sync += [
-                    e_cnt.eq(e_tot[_LANE_BITS:]),
-                    # (e_tot >> 3) == 1, made on fixed lanes: a header never ends in the next
-                    # beat, a block's body does when its length is small enough for its lane.
+                    e_defer.eq(1),
+                    e_base.eq(Mux(first, start_lane + (HEADER_LENGTH - 1 - BEAT_BYTES),
+                                  lo_lane - BEAT_BYTES)),
+                    e_add_len.eq(~first),
+                    # The end is in the next beat, made on fixed lanes: a header never ends
+                    # there, a block's body does when its length is small enough for its lane.
                     e_now.eq(~first & _or_all([pl_oh[k] & hints.ends_next[k]
                                                for k in range(BEAT_BYTES)])),
-                    e_lane.eq(e_tot[:_LANE_BITS]),
-                    pl.eq(e_tot[:_LANE_BITS] + 1),
-                    e_oh.eq(Const(1, BEAT_BYTES) << e_tot[:_LANE_BITS]),
-                    pl_oh.eq(Const(1, BEAT_BYTES) << (e_tot[:_LANE_BITS] + 1)[:_LANE_BITS]),
+                    e_lane.eq(e_lane_next),
+                    pl.eq(e_lane_next + 1),
+                    e_oh.eq(Const(1, BEAT_BYTES) << e_lane_next),
+                    pl_oh.eq(Const(1, BEAT_BYTES) << (e_lane_next + 1)[:_LANE_BITS]),
                 ]
+            with m.Elif(e_defer):
+                m.d.sync += [e_defer.eq(0), e_cnt.eq(e_left), e_now.eq(e_left == 1)]
             with m.Else():
                 m.d.sync += [e_cnt.eq(e_cnt - 1), e_now.eq(e_cnt == 2)]
 
@@ -505,29 +542,50 @@ class MoldRx(wiring.Component):
                 m.d.sync += blk0.eq(1)
             with m.Elif(type_mid):
                 m.d.sync += blk0.eq(0)
-            with m.If(type_later & ~blk0 & skip_nz):
-                m.d.sync += [skip_cnt.eq(skip_cnt - 1), skip_nz.eq(skip_cnt[1:].any())]
-            with m.If(h_data):
-                m.d.sync += [left.eq(count_now), left_one.eq(count_now == 1)]
-            with m.Elif(body_end):
+            m.d.sync += skip_step.eq(type_later & ~blk0 & skip_nz_now)
+        with m.Else():
+            m.d.sync += skip_step.eq(0)
+        with m.If(skip_step):
+            m.d.sync += [skip_cnt.eq(skip_cnt - 1), skip_nz.eq(skip_cnt[1:].any())]
+        with m.If(xfer):
+            with m.If(body_end):
                 m.d.sync += [left.eq(left - 1), left_one.eq(left == 2)]
 
             with m.If(h_done & ~session_valid):
-                m.d.sync += [session.eq(session_now), session_valid.eq(1)]
+                m.d.sync += session_valid.eq(1)
             with m.If(h_pass & is_eos):
                 m.d.sync += ended.eq(1)
+        # Like pkt_seq below: loaded while the beat holding the header's end is on the input, by
+        # its registered lane alone; only read for a packet whose header passed (no body ends in
+        # the header's beat). The session is loaded until it is valid; it is only compared, and
+        # shown, once it is.
+        with m.If(hdr_end.any()):
+            # left == 1 made on fixed lanes, like the heartbeat test.
+            m.d.sync += [left.eq(count_now),
+                         left_one.eq(_or_all([hdr_end[k] & hints.count_one[k]
+                                              for k in range(BEAT_BYTES)]))]
+            with m.If(~session_valid):
+                m.d.sync += session.eq(session_now)
 
         # --- Per-packet values for the pipelines behind the packet.
         pkt_pass = Signal()       # the header checks passed
         pkt_data = Signal()       # ... and the packet carries blocks
         pkt_seq = Signal(SEQ_BITS)
-        pkt_count_m1 = Signal(COUNT_BITS)   # N - 1 (N >= 1 for a packet with blocks)
+        pkt_count = Signal(COUNT_BITS)
+        pkt_count_m1 = Signal(COUNT_BITS)   # N - 1 (N >= 1 for a packet with blocks), from h1
         with m.If(xfer):
             with m.If(first):
                 m.d.sync += [pkt_pass.eq(0), pkt_data.eq(0)]
             with m.Elif(h_pass):
-                m.d.sync += [pkt_pass.eq(1), pkt_data.eq(h_data), pkt_seq.eq(seq_now),
-                             pkt_count_m1.eq(count_now - 1)]
+                m.d.sync += [pkt_pass.eq(1), pkt_data.eq(h_data)]
+        # The header's fields are loaded whenever the beat holding its end is on the input, by
+        # that registered lane alone (not behind the transfer and the header checks, whose live
+        # terms would otherwise enable these 80 flip-flops): the last load is the beat's transfer,
+        # and they are only read for a packet that passed (pkt_pass, h1, the packet's end), never
+        # once the next packet's header can end (the previous packet's reads end the cycle after
+        # its last beat, the next header ends at the earliest in the third beat after it).
+        with m.If(hdr_end.any()):
+            m.d.sync += [pkt_seq.eq(seq_now), pkt_count.eq(count_now)]
         # On a packet's first beat the registers still describe the previous packet.
         pass_now = (pkt_pass & ~first) | h_pass
         data_now = (pkt_data & ~first) | h_data
@@ -543,7 +601,7 @@ class MoldRx(wiring.Component):
         # D = E_hi - S_hi and lo = E_lo - S_lo - 1 (in -2**16 .. 2**16 - 2, its sign from a 16-bit
         # adder's carry). D < 0: d < 0. D = 0: d = lo. D = 1: d = 2**16 + lo, saturated when
         # lo >= 0. D >= 2: saturated. Below the saturation d's low 16 bits are lo's. E_hi - 1 is
-        # registered: expected is stable for two cycles before h1.
+        # registered: expected is stable from the cycle before h1 on.
         e_lo, e_hi = expected[:COUNT_BITS], expected[COUNT_BITS:]
         s_lo, s_hi = pkt_seq[:COUNT_BITS], pkt_seq[COUNT_BITS:]
         e_hi_m1 = Signal(len(e_hi))
@@ -551,26 +609,32 @@ class MoldRx(wiring.Component):
         m.d.sync += [e_hi_m1.eq(e_hi - 1), e_hi_nz.eq(e_hi.any())]
         lo = Signal(COUNT_BITS + 1)
         m.d.comb += lo.eq(e_lo + ~s_lo)         # lo + 2**16: the carry out says lo >= 0
-        lo_pos = lo[COUNT_BITS]
-        hi_lt, hi_eq = e_hi < s_hi, e_hi == s_hi
-        hi_eq1 = e_hi_nz & (e_hi_m1 == s_hi)
-        d_neg = hi_lt | (hi_eq & ~lo_pos)
-        d_sat = ~hi_lt & ~hi_eq & (~hi_eq1 | lo_pos)
+        # The compares are registered as they are, and d's cases decoded from those registers
+        # (a LUT level beside the live terms of ``start``, which reads them a cycle later at the
+        # earliest), not before them: the 48-bit compares are the depth of this path.
+        lo_pos, hi_lt, hi_eq, hi_eq1 = Signal(), Signal(), Signal(), Signal()
+        m.d.comb += [skip_none.eq(hi_lt | (hi_eq & ~lo_pos)),
+                     skip_all.eq(~hi_lt & ~hi_eq & (~hi_eq1 | lo_pos))]
         # Unless d < 0 or d is saturated, d is lo's low 16 bits: these load the countdown as
-        # they are, and the two cases are registered flags beside it.
+        # they are, and the two cases are decoded beside it.
         skip0 = Signal(COUNT_BITS)
         dup_packet = Signal()
         with m.If(h1):
             m.d.sync += [
                 blk_seq.eq(pkt_seq + 1),
+                pkt_count_m1.eq(pkt_count - 1),
                 skip_cnt.eq(lo[:COUNT_BITS]),
                 skip_nz.eq(lo[:COUNT_BITS].any()),
                 skip0.eq(lo[:COUNT_BITS]),
-                skip_none.eq(d_neg),
-                skip_all.eq(d_sat),
+                lo_pos.eq(lo[COUNT_BITS]),
+                hi_lt.eq(e_hi < s_hi),
+                hi_eq.eq(e_hi == s_hi),
+                hi_eq1.eq(e_hi_nz & (e_hi_m1 == s_hi)),
             ]
-        with m.Elif(xfer & type_later & ~blk0):
+        with m.Elif(blk_step):
             m.d.sync += blk_seq.eq(blk_seq + 1)
+        # (No later block's type byte comes before the beat after h1, so no step is lost to it.)
+        m.d.sync += blk_step.eq(xfer & type_later & ~blk0)
         with m.If(h2):
             m.d.sync += dup_packet.eq(~skip_none & (skip_all | (pkt_count_m1 <= skip0)))
 
@@ -628,10 +692,13 @@ class MoldRx(wiring.Component):
         sp1, sp2 = Signal(), Signal()
         # S + the blocks framed so far: one past the last message framed. Once the last beat is
         # taken it is final (the next packet's first beat cannot move it).
+        # Stepped a cycle after each block's end, from a register (reach_step), like blk_seq.
         reach = Signal(SEQ_BITS + 1)
-        with m.If(xfer & h_pass):
+        reach_step = Signal()
+        m.d.sync += reach_step.eq(xfer & body_end)
+        with m.If(hdr_end.any()):   # loaded like pkt_seq; no body ends in the header's beat
             m.d.sync += reach.eq(seq_now)
-        with m.Elif(xfer & body_end):
+        with m.Elif(reach_step):
             m.d.sync += reach.eq(reach + 1)
         gap = Signal()
         gap_first = Signal(SEQ_BITS)
@@ -645,7 +712,16 @@ class MoldRx(wiring.Component):
             gap_fifo.w_en.eq(gap_push),
             gap_fifo.w_data.eq(Cat(gap_first, gap_count)),
         ]
-        with m.If(sp1 & (reach > expected)):
+        # expected = max(expected, reach): the compare is registered, and expected written the
+        # cycle after, from registers only (a 64-bit compare enabling 64 flip-flops was a longest
+        # path). ``status.expected`` shows the value it takes a cycle ahead, so that it still
+        # settles the cycle after the last beat (what the hint stage and the host see).
+        # At sp1 the step of a block ending in the last beat is still to come (reach_step);
+        # reach is final from sp2 on.
+        advance = Signal()
+        with m.If(sp1):
+            m.d.sync += advance.eq(Mux(reach_step, reach >= expected, reach > expected))
+        with m.If(sp2 & advance):
             m.d.sync += expected.eq(reach[:SEQ_BITS])
         m.d.comb += self.i_expected.ready.eq(~in_pkt & ~sp1 & ~sp2)
         with m.If(self.i_expected.valid & self.i_expected.ready):
@@ -672,8 +748,8 @@ class MoldRx(wiring.Component):
         bump("frame_error", xfer & err)
 
         m.d.comb += [
-            self.status.expected.eq(expected),
-            self.status.session.eq(session),
+            self.status.expected.eq(Mux(sp2 & advance, reach[:SEQ_BITS], expected)),
+            self.status.session.eq(Mux(session_valid, session, 0)),
             self.status.session_valid.eq(session_valid),
             self.status.ended.eq(ended),
         ]

@@ -354,20 +354,25 @@ class UdpRx(wiring.Component):
             in_headers | (first_beat & ~by_variant(lambda v: keep_in[_UDP_LAST[v].lane]))))
         # The verdict on the first payload beat, built from what can decide it then: the beat
         # flags are exclusive, which synthesis cannot see, so the checks of earlier beats are
-        # left to the registered flags, folded a cycle ahead into one flag with the beat's
-        # position (``first_clean``); only the checks completing in this beat are live.
-        fail_next = Signal()
-        m.d.comb += fail_next.eq(Mux(accept, ~i.payload.last & Cat(*fail_now.values()).any(),
-                                     Cat(*fail.values()).any()))
-        first_clean = Signal()      # the first payload beat, no check failed before it
-        m.d.sync += first_clean.eq((hdr_beat_next == PAYLOAD_BEAT) & ~fail_next)
+        # left to registers, and only the checks completing in this beat are live. The flags
+        # registered up to the beat before are folded a cycle ahead into one flag with the beat's
+        # position (``first_clean``); the checks completing in the beat before have a register
+        # of their own (``late_fail``), so that no live compare meets the folding.
+        first_clean = Signal()      # the first payload beat, no check failed before the last
+        m.d.sync += first_clean.eq((hdr_beat_next == PAYLOAD_BEAT) & ~Cat(*fail.values()).any())
+        late_fail = Signal()        # read after the beat before the first payload beat only
+        with m.If(accept):
+            m.d.sync += late_fail.eq(Cat(*(
+                variant(vlan_variant, at) & failed
+                for _, at, vlan_variant, failed in checks if at == PAYLOAD_BEAT - 1)).any())
         fail_first = Cat(*(variant(vlan_variant, at) & failed
                            for _, at, vlan_variant, failed in checks if at == PAYLOAD_BEAT)).any()
         # Read on the first payload beat only. A runt (the UDP header cut short there) needs no
         # term: its payload lanes are empty too (``empty_first``), and it is counted from
         # ``runt_now``.
+        clean = first_clean & ~late_fail
         header_ok = Signal()
-        m.d.comb += header_ok.eq(first_clean & ~fail_first)
+        m.d.comb += header_ok.eq(clean & ~fail_first)
 
         # The payload's end, predicted a beat ahead so the output path sees a register.
         at_end = Signal()  # this beat holds the last payload byte
@@ -393,7 +398,7 @@ class UdpRx(wiring.Component):
 
         # Beats that cannot load the output register are taken whatever its state.
         skip = (in_headers
-                | (first_beat & ~first_clean)
+                | (first_beat & ~clean)
                 | (after_first & (~deliver | past_end)))
         m.d.comb += i.ready.eq(~o.valid | o.ready | skip)
 
