@@ -407,6 +407,22 @@ def test_duplicates_and_partial_overlap(hinted):
     assert c["messages"] == 15
 
 
+@pytest.mark.parametrize("hinted", [False, True])
+def test_back_to_back_across_a_byte_boundary_of_expected(hinted):
+    """The next packet's first block can be in its third beat, the first after expected is
+    written: its duplicate test must see the new expected, here in the upper bytes (which move
+    from 0x00FFFF.. to 0x010000..)."""
+    steps = []
+    for k, lane in enumerate((0, 1)):
+        base = (k + 1 << 24) - 2
+        steps += [packet(base, [message(n, 16) for n in range(4)], lane=5, check=False),
+                  packet(base + 2, [message(n, 16) for n in range(2, 6)], lane=lane)]
+    run = check(steps, hinted=hinted)
+    c = counters(run)
+    assert c["dup_messages"] == 2 * 2
+    assert c["messages"] == 2 * 6
+
+
 def test_gaps_and_their_stream():
     steps = [
         packet(1, [message(1, 14)]),
