@@ -2,6 +2,7 @@
 
 import json
 
+from hdl.book.book import CLEAR_LATENCY
 from host.cli import main
 from sim.book_mirror import BookGeometry
 
@@ -18,12 +19,12 @@ def test_bench_through_the_book_reports_the_documented_latencies(tmp_path, capsy
     figures = json.loads(figures_file.read_text())
     icarus = figures["icarus"]
     assert status == 0 and icarus["mismatches"] == 0
-    # An order event's update takes the pipeline's 7 cycles; the start-of-messages clear's own
-    # updates leave 2 cycles after the S enters the book, and on a book that has had no orders it
+    # An order event's update takes the pipeline's 7 cycles; a clear's own updates leave
+    # CLEAR_LATENCY cycles after the S enters the book, and on a book that has had no orders it
     # sweeps nothing, so no event waits for the 4,097-cycle table sweep.
     book = icarus["top_of_book_latency_cycles"]
     assert book["median"] == INGRESS_LATENCY + BOOK_LATENCY
-    assert book["min"] >= INGRESS_LATENCY + 2
+    assert book["min"] >= INGRESS_LATENCY + CLEAR_LATENCY
     assert book["max"] < BookGeometry().order_sets
     assert book["samples"] == icarus["top_of_book_updates"] > 20
     assert icarus["stall_cycles"] == 0  # the book kept up: its queue absorbed the clears

@@ -13,7 +13,7 @@ import pytest
 from amaranth.hdl import ResetInserter, Signal
 from amaranth.sim import Simulator
 
-from hdl.book.book import Book
+from hdl.book.book import CLEAR_LATENCY, Book
 from hdl.book.layout import SlotConfigLayout, top_update_layout
 from hdl.feed.itch_event import ItchEventLayout
 from hdl.stats import stats_layout
@@ -307,7 +307,7 @@ def test_a_reset_sweeps_only_what_a_run_left():
           f"{reset} (a sweep is {sweep})")
     assert max(init, start_of_day, add1, add2, add3, *after) < sweep
     assert min(end_of_day, reset) >= sweep
-    assert clear_latency is not None and clear_latency < 8
+    assert clear_latency == CLEAR_LATENCY
 
 
 # ------------------------------------------------------------------------------------------------

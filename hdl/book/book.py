@@ -79,9 +79,12 @@ from hdl.stats import COUNTER_WIDTH, count, stats_layout
 from sim.book import BookStat
 from sim.book_mirror import PRICE_BITS, REF_BITS, BookGeometry, fold_taps
 
-__all__ = ["Book"]
+__all__ = ["CLEAR_LATENCY", "Book"]
 
 OUT_DEPTH = 4
+#: Cycles from a clearing ``S``'s transfer on ``i`` to its first empty top on ``o``, the
+#: pipeline and the queue empty (an event's update takes 4).
+CLEAR_LATENCY = 2
 
 
 def _fold(value, width: int, bits: int):

@@ -47,12 +47,14 @@ _FEED_MAX = 10
 @dataclasses.dataclass
 class TradeRun:
     """What the core sent: ``orders`` as ``(first beat cycle, message)``; ``latencies`` the
-    tick-to-trade samples in cycles; ``frame_ends`` the cycle each frame's last beat was taken."""
+    tick-to-trade samples in cycles, and ``sampled`` the index of the frame (message) each one
+    is of; ``frame_ends`` the cycle each frame's last beat was taken."""
 
     orders: list[tuple[int, Message]]
     latencies: list[int]
     frame_ends: list[int]
     cycles: int
+    sampled: list[int] = dataclasses.field(default_factory=list)
 
     def summary(self) -> dict[str, float] | None:
         if not self.latencies:
@@ -207,4 +209,5 @@ def tick_to_trade(messages: Sequence[bytes], config: MarketMakerConfig, *,
             continue
         if not any(end - _QUIET <= a < out for a in answers_in):
             run.latencies.append(out - end)
+            run.sampled.append(k)
     return run
