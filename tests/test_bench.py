@@ -2,14 +2,13 @@
 
 import json
 
-from hdl.book.book import CLEAR_LATENCY
+from hdl.book.book import CLEAR_LATENCY, EVENT_LATENCY
 from host.cli import main
 from sim.book_mirror import BookGeometry
 
 # hdl/feed/ingress.py and hdl/top.py: 3 cycles to an event, 4 more to a top-of-book update (the
 # events themselves stay inside the core; tests/test_ingress_cocotb.py measures the 3 cycles).
 INGRESS_LATENCY = 3
-BOOK_LATENCY = 4
 
 
 def test_bench_through_the_book_reports_the_documented_latencies(tmp_path, capsys):
@@ -23,7 +22,7 @@ def test_bench_through_the_book_reports_the_documented_latencies(tmp_path, capsy
     # CLEAR_LATENCY cycles after the S enters the book, and on a book that has had no orders it
     # sweeps nothing, so no event waits for the 4,097-cycle table sweep.
     book = icarus["top_of_book_latency_cycles"]
-    assert book["median"] == INGRESS_LATENCY + BOOK_LATENCY
+    assert book["median"] == INGRESS_LATENCY + EVENT_LATENCY
     assert book["min"] >= INGRESS_LATENCY + CLEAR_LATENCY
     assert book["max"] < BookGeometry().order_sets
     assert book["samples"] == icarus["top_of_book_updates"] > 20

@@ -79,11 +79,14 @@ from hdl.stats import COUNTER_WIDTH, count, stats_layout
 from sim.book import BookStat
 from sim.book_mirror import PRICE_BITS, REF_BITS, BookGeometry, fold_taps
 
-__all__ = ["CLEAR_LATENCY", "Book"]
+__all__ = ["CLEAR_LATENCY", "EVENT_LATENCY", "Book"]
 
 OUT_DEPTH = 4
+#: Cycles from an event's transfer on ``i`` to its update on ``o`` (queue empty, ``o`` ready;
+#: a replace takes 3 more).
+EVENT_LATENCY = 4
 #: Cycles from a clearing ``S``'s transfer on ``i`` to its first empty top on ``o``, the
-#: pipeline and the queue empty (an event's update takes 4).
+#: pipeline and the queue empty.
 CLEAR_LATENCY = 2
 
 
@@ -184,9 +187,11 @@ class Book(wiring.Component):
     stats : Out(stats_layout(BookStat))
         Counters, as ``sim.book.Books.stats``.
 
-    Latency: 4 cycles from the event's transfer on ``i`` to its update on ``o`` (queue empty,
-    ``o`` ready), 7 for a replace. Throughput: one event every 2 cycles, a replace every 4;
-    refills and clears stall the pipeline as stated above, and the queue absorbs the backlog.
+    Latency: 4 cycles (``EVENT_LATENCY``) from the event's transfer on ``i`` to its update on
+    ``o`` (queue empty, ``o`` ready), 7 for a replace; a clear's first update 2 cycles
+    (``CLEAR_LATENCY``) after its ``S``, measured in ``tests/test_book.py``. Throughput: one
+    event every 2 cycles, a replace every 4; refills and clears stall the pipeline as stated
+    above, and the queue absorbs the backlog.
     Bad input never stops the book: every refusal is counted (see ``BookStat``).
     """
 
