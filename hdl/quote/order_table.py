@@ -582,7 +582,8 @@ class OrderTable(wiring.Component):
         # --- Read: the entry's fields the rules compute with, and the position.
         cur = Signal(data.StructLayout({
             "valid": 1, "busy": 1, "pending_new": 1, "replacing": 1, "cancel_pending": 1,
-            "ref": USER_REF_BITS, "open": QUANTITY_BITS, "replace_quantity": QUANTITY_BITS}))
+            "ref": USER_REF_BITS, "open": QUANTITY_BITS, "replace_ref": USER_REF_BITS,
+            "replace_quantity": QUANTITY_BITS}))
         cur_pos = Signal(signed(POSITION_BITS))
         sel = Signal(count_e)
         with m.If(read):
@@ -636,6 +637,16 @@ class OrderTable(wiring.Component):
         write = node("write", fire & (recorded | known))
         timed = node("timed", new_ok | opened)
         new_replace = node("new_replace", mod_ok & t["replace"])
+        # Every written field's new value is computed once, here, from the message and the read
+        # step's copy of the entry (which no other message can change before this one is
+        # applied); each entry only enables its flip-flops. Choosing among sources per entry
+        # (such as its own ``replace_ref``) would put a multiplexer behind every bit of all 64.
+        took_replacement = node("took_replacement", opened & t["replaced"])
+        set_order = node("set_order", new_ok | took_replacement)
+        set_price = node("set_price", new_ok | opened)
+        n_ref = node("n_ref", Mux(new_ok, sent.user_ref, cur.replace_ref))
+        n_quantity = node("n_quantity", Mux(new_ok, act.quantity, cur.replace_quantity))
+        n_price = node("n_price", Mux(opened, price_sat, act.price))
         for e, entry in enumerate(ent):
             with m.If(write & sel[e]):
                 m.d.sync += [
@@ -646,14 +657,10 @@ class OrderTable(wiring.Component):
                     entry.busy.eq(n_busy),
                     entry.open.eq(n_open),
                 ]
-                with m.If(new_ok):
-                    m.d.sync += [entry.ref.eq(sent.user_ref), entry.price.eq(act.price),
-                                 entry.quantity.eq(act.quantity)]
-                with m.If(opened):
-                    m.d.sync += entry.price.eq(price_sat)
-                with m.If(opened & t["replaced"]):
-                    m.d.sync += [entry.ref.eq(entry.replace_ref),
-                                 entry.quantity.eq(entry.replace_quantity)]
+                with m.If(set_order):
+                    m.d.sync += [entry.ref.eq(n_ref), entry.quantity.eq(n_quantity)]
+                with m.If(set_price):
+                    m.d.sync += entry.price.eq(n_price)
                 with m.If(timed):
                     m.d.sync += entry.since.eq(op_now)
                 with m.If(new_replace):
