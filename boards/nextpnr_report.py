@@ -14,6 +14,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from boards.logic_depth import LogicDepth
+
 __all__ = ["ClockFmax", "CriticalPath", "Resource", "SynthReport"]
 
 # nextpnr names promoted clock nets "$glbnet$<net>"; users know the net.
@@ -132,7 +134,9 @@ class SynthReport:
     """What a place-and-route run achieved.
 
     ``core_clock`` names the clock in ``clocks`` that the build measured (set by the board build);
-    ``notes`` carries board-specific facts shown with the figures (harness overhead, PLL).
+    ``notes`` carries board-specific facts shown with the figures (harness overhead, PLL);
+    ``depth`` the levels of logic of Yosys's netlist (:mod:`boards.logic_depth`), when the build
+    analysed it.
     """
 
     clocks: dict[str, ClockFmax]
@@ -140,6 +144,7 @@ class SynthReport:
     critical_paths: list[CriticalPath] = field(default_factory=list)
     core_clock: str | None = None
     notes: dict[str, object] = field(default_factory=dict)
+    depth: LogicDepth | None = None
 
     @classmethod
     def from_json(cls, report: dict) -> "SynthReport":
@@ -213,11 +218,13 @@ class SynthReport:
                             for bel, r in self.utilisation.items()
                             if r.used or bel in _MAIN_RESOURCES},
             "critical_paths": [asdict(p) for p in self.critical_paths],
+            "logic_depth": None if self.depth is None else self.depth.to_json(),
             "notes": self.notes,
         }
 
     def format_table(self) -> str:
-        """Fmax per clock, utilisation and the core clock's critical path as plain text."""
+        """Fmax per clock, utilisation, the core clock's critical path and the levels of logic
+        as plain text."""
         if self.clocks:
             lines = ["clock                          Fmax (MHz)  target (MHz)  result"]
         else:
@@ -245,6 +252,9 @@ class SynthReport:
                              f"segments)")
                 lines.append(f"  from {path.source_net or path.start}")
                 lines.append(f"  to   {path.end}")
+        if self.depth is not None:
+            lines.append("")
+            lines.append(self.depth.format_table())
         if self.notes:
             lines.append("")
             lines.extend(f"{key}: {value}" for key, value in self.notes.items())

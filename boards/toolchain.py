@@ -19,6 +19,7 @@ from amaranth.build.run import BuildPlan
 from amaranth.hdl import Elaboratable
 
 from boards import ROUTERS
+from boards.logic_depth import LogicDepth
 from boards.nextpnr_report import SynthReport
 from hdl.export import builtin_yosys
 
@@ -101,11 +102,13 @@ def prepare_trellis_build(platform: Platform, top: Elaboratable, *, seed: int = 
 
 def run_trellis_build(platform: Platform, top: Elaboratable, build_dir: Path, *,
                       seed: int = 1, router: str = "router1", pack_only: bool = False,
-                      name: str = "top") -> SynthReport:
-    """Build ``top`` for ``platform`` in ``build_dir`` and return nextpnr's report.
+                      name: str = "top", depth_prefix: str = "") -> SynthReport:
+    """Build ``top`` for ``platform`` in ``build_dir`` and return nextpnr's report, with the
+    levels of logic of Yosys's netlist (``depth``; register names without ``depth_prefix``).
 
     See :func:`prepare_trellis_build` for the options. The report is
-    ``<build_dir>/<name>.report.json``, nextpnr's log ``<name>.tim``, Yosys's log ``<name>.rpt``.
+    ``<build_dir>/<name>.report.json``, nextpnr's log ``<name>.tim``, Yosys's log ``<name>.rpt``
+    and its netlist ``<name>.json``.
 
     Raises
     ------
@@ -127,4 +130,6 @@ def run_trellis_build(platform: Platform, top: Elaboratable, build_dir: Path, *,
     if not report_path.is_file():
         raise BuildError(f"nextpnr wrote no {report_path} (is AMARANTH_nextpnr_opts set? it "
                          f"replaces the --report option)")
-    return SynthReport.from_file(report_path)
+    report = SynthReport.from_file(report_path)
+    report.depth = LogicDepth.from_file(build_dir / f"{name}.json", prefix=depth_prefix)
+    return report

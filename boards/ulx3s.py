@@ -27,6 +27,8 @@ __all__ = ["DEFAULT_CORE_MHZ", "ULX3SCoreTop", "build"]
 DEFAULT_CORE_MHZ = 156.25
 
 _OSCILLATOR_MHZ = 25.0
+# The core's place in the netlist: ULX3SCoreTop's ``harness``, SynthHarness's ``core``.
+_CORE_PATH = "harness.core."
 
 
 class ULX3SCoreTop(wiring.Component):
@@ -85,7 +87,7 @@ def build(core: wiring.Component, build_dir: Path, *, seed: int = 1, router: str
     """
     top = ULX3SCoreTop(core, core_mhz=core_mhz)
     report = run_trellis_build(ULX3S_85F_Platform(), top, build_dir, seed=seed, router=router,
-                               pack_only=pack_only)
+                               pack_only=pack_only, depth_prefix=_CORE_PATH)
     if not pack_only:
         report.core_clock = report.find_clock(top.pll_params.clkop_mhz)
     report.notes["harness_overhead_ffs"] = top.harness.overhead_ffs

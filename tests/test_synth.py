@@ -403,8 +403,16 @@ def test_pack_only_on_ulx3s(tmp_path, monkeypatch, capsys):
     assert summary["clocks"] == {} and summary["critical_paths"] == []
     assert summary["notes"]["stage"] == "packed"
     assert summary["utilisation"]["TRELLIS_FF"]["used"] >= 220 + 65
-    assert "not placed or routed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "not placed or routed" in out
     assert not (tmp_path / "build" / "top.bit").exists()
+    # Levels of logic, read from Yosys's netlist: the adder's deepest cones are its two sums
+    # (a carry cell's LUT, then 16 cells of carry), the harness's fold is one LUT deep.
+    depth = summary["logic_depth"]
+    assert 2 <= depth["worst_levels"] < 4
+    assert {r["register"] for r in depth["deepest"][:2]} == {"harness.s", "low"}
+    assert depth["deepest"][2]["levels"] == 1
+    assert f"worst {depth['worst_levels']:.1f}" in out
 
 
 def test_check_needs_a_routed_build(capsys):

@@ -1,4 +1,5 @@
-"""``tickgate synth``: place and route a core on a board and print Fmax and utilisation."""
+"""``tickgate synth``: place and route a core on a board and print Fmax, utilisation and logic
+levels."""
 
 import argparse
 import importlib
@@ -20,8 +21,9 @@ def register(subparsers) -> None:
         help="synthesize a core for a board and report Fmax and utilisation",
         description="Build a registered core (tickgate verilog --list) inside a board top that "
                     "keeps all of its logic (inputs from a shift register, outputs folded into "
-                    "an LED), and report the core clock's post-route Fmax and the resources "
-                    "used. The figures include the harness; its flip-flop count is printed.",
+                    "an LED), and report the core clock's post-route Fmax, the resources "
+                    "used and the levels of logic between registers. The figures include the "
+                    "harness; its flip-flop count is printed.",
     )
     parser.add_argument("--core", default="ingress", help="registered core (default: ingress)")
     parser.add_argument("--board", default="ulx3s", choices=sorted(BOARDS),
@@ -31,9 +33,9 @@ def register(subparsers) -> None:
                         help="nextpnr router (default: router1; router2 gets much further "
                              "with the book and the quoter)")
     parser.add_argument("--pack-only", action="store_true",
-                        help="stop after nextpnr's packing: the utilisation in a minute or two, "
-                             "no placement, routing, Fmax or bitstream (for cores that take "
-                             "hours to route)")
+                        help="stop after nextpnr's packing: the utilisation and the levels "
+                             "of logic in minutes, no placement, routing, Fmax or bitstream "
+                             "(for cores that take hours to route)")
     parser.add_argument("--freq", type=float, default=None, metavar="MHZ",
                         help="core clock target (default: the board's, 156.25 on ulx3s)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
