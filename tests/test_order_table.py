@@ -498,8 +498,9 @@ def test_random_sessions(slots, steps, idle, backpressure):
 
 def test_edges():
     """Each rule on its own: dead and empty accepts, the replace lifecycle (replaced, dead,
-    rejected, racing a full fill), over-fills and over-cancels, wide prices, the position's
-    saturation, a report of an action kind outside the enum."""
+    rejected, racing a full fill, a partial fill while other orders are sent), over-fills and
+    over-cancels, wide prices, the position's saturation, a report of an action kind outside
+    the enum."""
     tb = TB(2, seed=3, backpressure=0.5)
     big = (1 << 32) - 1
 
@@ -528,6 +529,15 @@ def test_edges():
         [new(11), Answer(accepted(11, 40)), cxl(11), Answer(canceled(11, 500))],
         [new(12, level=2), Answer(accepted(12, 40)), Answer(rejected(12))],
         [new(13, level=1), Answer(rejected(13)), Answer(canceled(13, 1))],
+        # A fill while a replace is in flight, after another order was sent: the replacement
+        # keeps its own UserRefNum (not the last one sent), and the cancel naming it finds it.
+        [new(14, slot=1)],
+        [Answer(accepted(14, 100))],
+        [rep(15, 14, slot=1)],
+        [new(16, slot=1, side=Side.SELL, level=1)],
+        [Answer(executed(14, 10))],
+        [Answer(replaced(14, 15, 120))],
+        [cxl(15, slot=1)],
     ]
 
     async def body(tb):

@@ -31,8 +31,10 @@ inputs (alternating when both wait) and applied in four steps, one cycle each:
 1. *match*: the message's key UserRefNum is compared with the UserRefNum of every entry and
    with every pending replacement's (64 + 64 comparators);
 2. *pick*: the lowest matching entry (or, for an Enter Order, the order slot it names);
-3. *read*: the entry's flags, UserRefNum, open shares and pending replacement size, and the
-   instrument's position;
+3. *read*: the entry's flags, UserRefNum, open shares and pending replacement, and the
+   instrument's position (the wide fields from copies in distributed RAM, written with the
+   entries, so that reading one entry of 64 takes a few LUTs per bit, not a multiplexer of 64
+   registers);
 4. *apply*: the entry, the position and the fill are written.
 
 The next message is taken in the *apply* cycle, so the table never compares against an entry
@@ -40,7 +42,7 @@ a message in flight is about to change. A written entry's exposure is registered
 after *apply* and summed per side of an instrument in two more registered steps; the counts
 per instrument are registered from the table, their totals a cycle later. The risk gate's
 lookup by UserRefNum is a second set of 64 comparators, its own three-cycle pipeline
-(:func:`order_view_signature`).
+(:func:`order_view_signature`), which reads the open shares and exposure from copies too.
 
 The forced cancels of halted instruments come from :class:`Sweeper`, which reads the
 ``orders`` port; :class:`OrderTable` contains one and exposes its ports.
@@ -48,6 +50,7 @@ The forced cancels of halted instruments come from :class:`Sweeper`, which reads
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hdl.arch.ouch import (
@@ -580,6 +583,21 @@ class OrderTable(wiring.Component):
             ]
 
         # --- Read: the entry's fields the rules compute with, and the position.
+        # The wide fields read by entry number (here and by the lookup) also live in
+        # distributed RAM, written with the entries: a read is then a few LUTs per bit instead
+        # of a 64-way multiplexer of flip-flops. The copies are not reset; what a reset leaves
+        # in them belongs to entries that are not valid, whose fields are never read (an entry
+        # is read only once a UserRefNum of it matched, or to be entered, which writes them).
+        m.submodules.copy_ref = copy_ref = Memory(shape=USER_REF_BITS, depth=count_e, init=[])
+        m.submodules.copy_open = copy_open = Memory(shape=QUANTITY_BITS, depth=count_e, init=[])
+        m.submodules.copy_rep = copy_rep = Memory(
+            shape=data.StructLayout({"ref": USER_REF_BITS, "quantity": QUANTITY_BITS}),
+            depth=count_e, init=[])
+        m.submodules.copy_exposure = copy_exposure = Memory(shape=EXPOSURE_BITS, depth=count_e,
+                                                            init=[])
+        read_ref, read_open, read_rep = (c.read_port(domain="comb")
+                                         for c in (copy_ref, copy_open, copy_rep))
+        m.d.comb += [read_ref.addr.eq(idx), read_open.addr.eq(idx), read_rep.addr.eq(idx)]
         cur = Signal(data.StructLayout({
             "valid": 1, "busy": 1, "pending_new": 1, "replacing": 1, "cancel_pending": 1,
             "ref": USER_REF_BITS, "open": QUANTITY_BITS, "replace_ref": USER_REF_BITS,
@@ -588,8 +606,14 @@ class OrderTable(wiring.Component):
         sel = Signal(count_e)
         with m.If(read):
             m.d.sync += [getattr(cur, name).eq(Array(getattr(e, name) for e in ent)[idx])
-                         for name, _ in cur.shape()]
+                         for name in ("valid", "busy", "pending_new", "replacing",
+                                      "cancel_pending")]
             m.d.sync += [
+                cur.ref.eq(read_ref.data),
+                cur.open.eq(read_open.data),
+                cur.replace_ref.eq(read_rep.data.ref),
+                cur.replace_quantity.eq(read_rep.data.quantity),
+
                 cur_pos.eq(Array(position)[idx // ORDERS_PER_SLOT]),
                 sel.eq((Const(1, count_e) << idx)[:count_e]),
             ]
@@ -647,6 +671,15 @@ class OrderTable(wiring.Component):
         n_ref = node("n_ref", Mux(new_ok, sent.user_ref, cur.replace_ref))
         n_quantity = node("n_quantity", Mux(new_ok, act.quantity, cur.replace_quantity))
         n_price = node("n_price", Mux(opened, price_sat, act.price))
+        write_ref, write_open, write_rep = (c.write_port() for c in (copy_ref, copy_open,
+                                                                     copy_rep))
+        m.d.comb += [
+            write_open.addr.eq(idx), write_open.en.eq(write), write_open.data.eq(n_open),
+            write_ref.addr.eq(idx), write_ref.en.eq(write & set_order),
+            write_ref.data.eq(n_ref),
+            write_rep.addr.eq(idx), write_rep.en.eq(write & new_replace),
+            write_rep.data.ref.eq(sent.user_ref), write_rep.data.quantity.eq(act.quantity),
+        ]
         for e, entry in enumerate(ent):
             with m.If(write & sel[e]):
                 m.d.sync += [
@@ -714,6 +747,9 @@ class OrderTable(wiring.Component):
                              w.open))
         with m.If(w_strobe):
             m.d.sync += Array(exposure)[w_idx].eq(w_exposure)
+        write_exposure = copy_exposure.write_port()
+        m.d.comb += [write_exposure.addr.eq(w_idx), write_exposure.en.eq(w_strobe),
+                     write_exposure.data.eq(w_exposure)]
 
         view = self.view
         pairs = [Signal(EXPOSURE_BITS + 1, name=f"exposure_pair{k}")
@@ -749,6 +785,9 @@ class OrderTable(wiring.Component):
         lk_at = Signal(range(count_e))
         m.d.sync += [lk_found.eq(lk_any), lk_at.eq(lk_idx)]
         lk = view.lookup
+        lookup_open, lookup_exposure = (c.read_port(domain="comb")
+                                        for c in (copy_open, copy_exposure))
+        m.d.comb += [lookup_open.addr.eq(lk_at), lookup_exposure.addr.eq(lk_at)]
         m.d.sync += [
             lk.found.eq(lk_found),
             lk.busy.eq(lk_found & Array(e.busy for e in ent)[lk_at]),
@@ -756,8 +795,8 @@ class OrderTable(wiring.Component):
             lk.slot.eq(Mux(lk_found, lk_at // ORDERS_PER_SLOT, 0)),
             lk.side.eq(Mux(lk_found, lk_at[2], 0)),
             lk.level.eq(Mux(lk_found, lk_at[:2], 0)),
-            lk.open.eq(Mux(lk_found, Array(e.open for e in ent)[lk_at], 0)),
-            lk.exposure.eq(Mux(lk_found, Array(exposure)[lk_at], 0)),
+            lk.open.eq(Mux(lk_found, lookup_open.data, 0)),
+            lk.exposure.eq(Mux(lk_found, lookup_exposure.data, 0)),
         ]
 
         # --- Forced cancels of the halted instruments.
