@@ -31,7 +31,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CARRY_STEP", "DeepRegister", "LogicDepth"]
+__all__ = ["CARRY_STEP", "DeepRegister", "LogicDepth", "read_json"]
 
 #: Levels counted for each carry cell a carry ripples through.
 CARRY_STEP = 0.125
@@ -160,11 +160,7 @@ class LogicDepth:
     @classmethod
     def from_file(cls, path: Path | str, **kwargs) -> "LogicDepth":
         """Analyse the netlist Yosys wrote to ``path`` (``write_json``)."""
-        try:
-            netlist = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not JSON ({error})") from None
-        return cls.from_netlist(netlist, **kwargs)
+        return cls.from_netlist(read_json(path), **kwargs)
 
     def to_json(self) -> dict:
         return {
@@ -185,6 +181,14 @@ class LogicDepth:
         lines.extend(f"  {r.levels:5.1f}  {r.name}.{r.port} ({r.bits} bits)"
                      for r in self.deepest)
         return "\n".join(lines)
+
+
+def read_json(path: Path | str):
+    """The JSON a tool wrote to ``path``; ``ValueError`` if it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not JSON ({error})") from None
 
 
 def _signal_names(netnames: dict, prefix: str) -> dict[int, str]:

@@ -10,11 +10,10 @@ flip-flop, a ``TRELLIS_RAMW`` the write port of a distributed-RAM slice, a ``DP1
 block RAM.
 """
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from boards.logic_depth import LogicDepth
+from boards.logic_depth import LogicDepth, read_json
 
 __all__ = ["ClockFmax", "CriticalPath", "Resource", "SynthReport"]
 
@@ -175,11 +174,7 @@ class SynthReport:
     @classmethod
     def from_file(cls, path: Path | str) -> "SynthReport":
         """Parse the report nextpnr wrote to ``path``; ``ValueError`` if it is not one."""
-        try:
-            report = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not JSON ({error})") from None
-        return cls.from_json(report)
+        return cls.from_json(read_json(path))
 
     def find_clock(self, target_mhz: float) -> str:
         """The one clock constrained to ``target_mhz`` (0.1 % tolerance).

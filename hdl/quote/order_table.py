@@ -32,8 +32,8 @@ inputs (alternating when both wait) and applied in four steps, one cycle each:
    with every pending replacement's (64 + 64 comparators);
 2. *pick*: the lowest matching entry (or, for an Enter Order, the order slot it names);
 3. *read*: the entry's flags, UserRefNum, open shares and pending replacement, and the
-   instrument's position (the wide fields from copies in distributed RAM, written with the
-   entries, so that reading one entry of 64 takes a few LUTs per bit, not a multiplexer of 64
+   instrument's position (the wide fields from 64-word memories written with the entries, which
+   Yosys maps to block RAM, so that reading one entry of 64 is not a multiplexer of 64
    registers);
 4. *apply*: the entry, the position and the fill are written.
 
@@ -583,11 +583,12 @@ class OrderTable(wiring.Component):
             ]
 
         # --- Read: the entry's fields the rules compute with, and the position.
-        # The wide fields read by entry number (here and by the lookup) also live in
-        # distributed RAM, written with the entries: a read is then a few LUTs per bit instead
-        # of a 64-way multiplexer of flip-flops. The copies are not reset; what a reset leaves
-        # in them belongs to entries that are not valid, whose fields are never read (an entry
-        # is read only once a UserRefNum of it matched, or to be entered, which writes them).
+        # The wide fields read by entry number (here and by the lookup) also live in 64-word
+        # memories, written with the entries, instead of being read through 64-way multiplexers
+        # of flip-flops; Yosys moves the registered address (``idx``, ``lk_at``) into the port
+        # and maps them to block RAM. The copies are not reset: what a reset leaves in them
+        # belongs to entries that are not valid, whose wide fields no rule uses (an entry's are
+        # used only once a UserRefNum of it matched; an Enter Order reads but uses none).
         m.submodules.copy_ref = copy_ref = Memory(shape=USER_REF_BITS, depth=count_e, init=[])
         m.submodules.copy_open = copy_open = Memory(shape=QUANTITY_BITS, depth=count_e, init=[])
         m.submodules.copy_rep = copy_rep = Memory(
@@ -613,7 +614,6 @@ class OrderTable(wiring.Component):
                 cur.open.eq(read_open.data),
                 cur.replace_ref.eq(read_rep.data.ref),
                 cur.replace_quantity.eq(read_rep.data.quantity),
-
                 cur_pos.eq(Array(position)[idx // ORDERS_PER_SLOT]),
                 sel.eq((Const(1, count_e) << idx)[:count_e]),
             ]
@@ -661,10 +661,10 @@ class OrderTable(wiring.Component):
         write = node("write", fire & (recorded | known))
         timed = node("timed", new_ok | opened)
         new_replace = node("new_replace", mod_ok & t["replace"])
-        # Every written field's new value is computed once, here, from the message and the read
-        # step's copy of the entry (which no other message can change before this one is
-        # applied); each entry only enables its flip-flops. Choosing among sources per entry
-        # (such as its own ``replace_ref``) would put a multiplexer behind every bit of all 64.
+        # Every written field's new value is computed once, here, from the message and ``cur``
+        # (which no other message can change before this one is applied); each entry only
+        # enables its flip-flops. Choosing among sources per entry (such as its own
+        # ``replace_ref``) would put a multiplexer behind every bit of all 64.
         took_replacement = node("took_replacement", opened & t["replaced"])
         set_order = node("set_order", new_ok | took_replacement)
         set_price = node("set_price", new_ok | opened)
